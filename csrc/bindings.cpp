@@ -1,0 +1,377 @@
+// Thin pybind11 layer over fusion.cpp: validates every argument, raises ValueError/TypeError with a
+// message naming the argument and the expected shape, then runs the kernel without the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fusion.h"
+
+namespace py = pybind11;
+
+namespace {
+
+constexpr int kNpyBool = 0;
+constexpr int kNpyUint8 = 2;
+constexpr int kNpyFloat32 = 11;
+constexpr std::int64_t kMaxModalities = 64;
+
+std::string shape_str(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (i) s << ", ";
+    s << a.shape(i);
+  }
+  if (a.ndim() == 1) s << ",";
+  s << ")";
+  return s.str();
+}
+
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// Raised as edgefuse.errors.FusionInputError (a ValueError) / FusionTypeError (also a TypeError).
+struct InputError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct InputTypeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fail(const std::string& msg) { throw InputError(msg); }
+
+// Returns the argument as an ndarray or throws TypeError naming it.
+py::array as_array(py::handle obj, const std::string& name, const std::string& expected) {
+  if (!py::isinstance<py::array>(obj)) {
+    std::string tname = py::str(py::type::of(obj).attr("__qualname__")).cast<std::string>();
+    std::string hint;
+    if (tname == "Tensor") hint = " (for a torch.Tensor use .detach().cpu().numpy())";
+    throw InputTypeError(name + " must be a numpy.ndarray " + expected + "; got " + tname + hint);
+  }
+  return py::reinterpret_borrow<py::array>(obj);
+}
+
+void require_float32(const py::array& a, const std::string& name) {
+  if (a.dtype().num() != kNpyFloat32) {
+    fail(name + " has dtype " + dtype_str(a) + "; expected float32 (convert with .astype(np.float32))");
+  }
+}
+
+// Rows may be strided, but the elements of one row must be contiguous.
+std::int64_t row_stride_elems(const py::array& a, const std::string& name, int row_axis, int col_axis) {
+  if (a.shape(row_axis) == 0) return 0;  // empty: nothing is read
+  if (a.shape(col_axis) > 1 && a.strides(col_axis) != static_cast<py::ssize_t>(sizeof(float))) {
+    fail(name + " is not contiguous along its last axis (strides " + std::to_string(a.strides(col_axis)) +
+         " bytes); pass np.ascontiguousarray(" + name + ")");
+  }
+  if (a.shape(row_axis) == 1) return 0;  // one row: its stride is never used
+  const py::ssize_t rs = a.strides(row_axis);
+  if (rs % static_cast<py::ssize_t>(sizeof(float)) != 0) {
+    fail(name + " has a row stride that is not a multiple of 4 bytes; pass np.ascontiguousarray(" + name +
+         ")");
+  }
+  return static_cast<std::int64_t>(rs / static_cast<py::ssize_t>(sizeof(float)));
+}
+
+const float* vector_param(py::handle obj, const char* name, std::int64_t n, const char* what) {
+  if (obj.is_none()) return nullptr;
+  const std::string sname(name);
+  const std::string expected = "of float32 with shape (" + std::to_string(n) + ",) (" + what + ")";
+  py::array a = as_array(obj, sname, expected);
+  require_float32(a, sname);
+  if (a.ndim() != 1 || a.shape(0) != n) {
+    fail(sname + " must have shape (" + std::to_string(n) + ",) (" + what + "); got shape " + shape_str(a));
+  }
+  if (n > 1 && a.strides(0) != static_cast<py::ssize_t>(sizeof(float))) {
+    fail(sname + " is not contiguous; pass np.ascontiguousarray(" + sname + ")");
+  }
+  return static_cast<const float*>(a.data());
+}
+
+struct Range {
+  const char* lo;
+  const char* hi;
+};
+
+Range byte_range(const py::array& a) {
+  // Conservative extent of an array with non-negative strides.
+  const char* base = static_cast<const char*>(a.data());
+  py::ssize_t last = 0;
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (a.shape(i) == 0) return {base, base};
+    last += (a.shape(i) - 1) * a.strides(i);
+  }
+  return {base, base + last + static_cast<py::ssize_t>(a.itemsize())};
+}
+
+bool overlaps(Range x, Range y) { return x.lo < y.hi && y.lo < x.hi; }
+
+struct Prepared {
+  edgefuse::FusionArgs args;
+  std::vector<const float*> ptrs;
+  std::vector<std::int64_t> strides;
+  std::vector<py::array> keep;  // the arrays whose data the kernel reads
+  py::array_t<float> out;
+  bool has_beta = false;
+};
+
+Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py::handle gamma,
+                 py::handle beta, double eps, py::handle out, int threads) {
+  Prepared p;
+  std::int64_t B = -1, M = 0, D = -1;
+
+  // --- embeddings -----------------------------------------------------------------------------
+  if (py::isinstance<py::array>(embeddings)) {
+    py::array e = py::reinterpret_borrow<py::array>(embeddings);
+    if (e.ndim() != 3) {
+      fail("embeddings given as one array must have shape (B, M, D); got shape " + shape_str(e) +
+           " (or pass a list of M arrays of shape (B, D))");
+    }
+    require_float32(e, "embeddings");
+    B = e.shape(0);
+    M = e.shape(1);
+    D = e.shape(2);
+    if (M == 0) fail("embeddings has M = 0 modalities; expected shape (B, M, D) with M >= 1");
+    if (M > kMaxModalities) fail("embeddings has " + std::to_string(M) + " modalities; at most 64 are supported");
+    const std::int64_t rs = row_stride_elems(e, "embeddings", 0, 2);
+    if (e.strides(1) % static_cast<py::ssize_t>(sizeof(float)) != 0) {
+      fail("embeddings has a modality stride that is not a multiple of 4 bytes; pass np.ascontiguousarray(embeddings)");
+    }
+    const std::int64_t ms = e.strides(1) / static_cast<py::ssize_t>(sizeof(float));
+    const float* base = static_cast<const float*>(e.data());
+    for (std::int64_t m = 0; m < M; ++m) {
+      p.ptrs.push_back(base + m * ms);
+      p.strides.push_back(rs);
+    }
+    p.keep.push_back(e);
+  } else if (py::isinstance<py::sequence>(embeddings) && !py::isinstance<py::str>(embeddings)) {
+    py::sequence seq = py::reinterpret_borrow<py::sequence>(embeddings);
+    M = static_cast<std::int64_t>(py::len(seq));
+    if (M == 0) fail("embeddings is empty; pass a list of M >= 1 arrays of shape (B, D) (None for an absent modality)");
+    if (M > kMaxModalities) fail("embeddings has " + std::to_string(M) + " modalities; at most 64 are supported");
+    for (std::int64_t m = 0; m < M; ++m) {
+      py::object item = seq[static_cast<py::size_t>(m)];
+      const std::string name = "embeddings[" + std::to_string(m) + "]";
+      if (item.is_none()) {
+        p.ptrs.push_back(nullptr);
+        p.strides.push_back(0);
+        continue;
+      }
+      py::array a = as_array(item, name, "of float32 with shape (B, D), or None for an absent modality");
+      require_float32(a, name);
+      if (a.ndim() != 2) fail(name + " must have shape (B, D); got shape " + shape_str(a));
+      if (B < 0) {
+        B = a.shape(0);
+        D = a.shape(1);
+      } else if (a.shape(0) != B || a.shape(1) != D) {
+        fail(name + " has shape " + shape_str(a) + " but the earlier modalities have shape (" + std::to_string(B) +
+             ", " + std::to_string(D) + "); every modality must share B and D");
+      }
+      p.strides.push_back(row_stride_elems(a, name, 0, 1));
+      p.ptrs.push_back(static_cast<const float*>(a.data()));
+      p.keep.push_back(a);
+    }
+  } else {
+    std::string tname = py::str(py::type::of(embeddings).attr("__qualname__")).cast<std::string>();
+    throw InputTypeError("embeddings must be a list of M float32 arrays of shape (B, D) (None = absent) or one "
+                         "float32 array of shape (B, M, D); got " + tname);
+  }
+
+  // --- mask ---------------------------------------------------------------------------------------
+  py::array mask_arr;
+  if (!mask.is_none()) {
+    mask_arr = as_array(mask, "mask", "of bool or uint8 with shape (B, M)");
+    const int num = mask_arr.dtype().num();
+    if (num != kNpyBool && num != kNpyUint8) {
+      fail("mask has dtype " + dtype_str(mask_arr) + "; expected bool or uint8 with shape (B, M)");
+    }
+    if (mask_arr.ndim() != 2) {
+      fail("mask must have shape (B, M) = (" + (B >= 0 ? std::to_string(B) : std::string("B")) + ", " +
+           std::to_string(M) + "); got shape " + shape_str(mask_arr));
+    }
+    if (B < 0) B = mask_arr.shape(0);  // every modality is None: the mask gives the batch size
+    if (mask_arr.shape(0) != B || mask_arr.shape(1) != M) {
+      fail("mask must have shape (B, M) = (" + std::to_string(B) + ", " + std::to_string(M) + "); got shape " +
+           shape_str(mask_arr));
+    }
+    const auto* mp = static_cast<const std::uint8_t*>(mask_arr.data());
+    const py::ssize_t sb = mask_arr.strides(0), sm = mask_arr.strides(1);
+    for (std::int64_t b = 0; b < B; ++b) {
+      for (std::int64_t m = 0; m < M; ++m) {
+        const std::uint8_t v = mp[b * sb + m * sm];
+        if (v > 1) {
+          fail("mask[" + std::to_string(b) + ", " + std::to_string(m) + "] = " + std::to_string(v) +
+               "; a uint8 mask must hold only 0 (absent) or 1 (present)");
+        }
+        if (v && p.ptrs[static_cast<std::size_t>(m)] == nullptr) {
+          fail("mask[" + std::to_string(b) + ", " + std::to_string(m) + "] says present but embeddings[" +
+               std::to_string(m) + "] is None; pass the embeddings or set the mask to 0 there");
+        }
+      }
+    }
+    p.args.mask = mp;
+    p.args.mask_stride_b = sb;
+    p.args.mask_stride_m = sm;
+    p.keep.push_back(mask_arr);
+  }
+  if (B < 0) {
+    fail("every entry of embeddings is None and no mask was given, so the batch size is unknown; pass a mask "
+         "of shape (B, M)");
+  }
+
+  // --- parameters -----------------------------------------------------------------------------------
+  if (D < 0) {
+    // No modality present at all: the feature size comes from gamma or beta.
+    for (py::handle h : {gamma, beta}) {
+      if (!h.is_none() && py::isinstance<py::array>(h)) {
+        py::array a = py::reinterpret_borrow<py::array>(h);
+        if (a.ndim() == 1) {
+          D = a.shape(0);
+          break;
+        }
+      }
+    }
+    if (D < 0) {
+      fail("every entry of embeddings is None, so the feature size D is unknown; pass gamma or beta of shape (D,)");
+    }
+  }
+  if (!weights.is_none()) {
+    const float* w = vector_param(weights, "weights", M, "one fusion weight per modality");
+    py::array wa = py::reinterpret_borrow<py::array>(weights);
+    for (std::int64_t m = 0; m < M; ++m) {
+      if (!(std::isfinite(w[m]) && w[m] > 0.0f)) {
+        std::ostringstream s;
+        s << "weights[" << m << "] = " << w[m] << "; fusion weights must be finite and > 0";
+        fail(s.str());
+      }
+    }
+    p.args.weights = w;
+    p.keep.push_back(wa);
+  }
+  p.args.gamma = vector_param(gamma, "gamma", D, "LayerNorm scale");
+  p.args.beta = vector_param(beta, "beta", D, "LayerNorm shift");
+  if (!(std::isfinite(eps) && eps > 0.0)) {
+    fail("eps = " + std::to_string(eps) + "; eps must be finite and > 0 (default 1e-5)");
+  }
+  if (threads < 1) fail("threads = " + std::to_string(threads) + "; threads must be >= 1");
+
+  // --- output -------------------------------------------------------------------------------------
+  if (out.is_none()) {
+    p.out = py::array_t<float>({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(D)});
+  } else {
+    py::array o = as_array(out, "out", "of float32 with shape (B, D)");
+    require_float32(o, "out");
+    if (o.ndim() != 2 || o.shape(0) != B || o.shape(1) != D) {
+      fail("out must have shape (B, D) = (" + std::to_string(B) + ", " + std::to_string(D) + "); got shape " +
+           shape_str(o));
+    }
+    if (!o.writeable()) fail("out is read-only; pass a writeable array");
+    if (!(o.flags() & py::array::c_style)) fail("out must be C-contiguous; pass np.empty((B, D), np.float32)");
+    const Range ro = byte_range(o);
+    for (const py::array& k : p.keep) {
+      if (overlaps(ro, byte_range(k))) fail("out overlaps an input array; pass a separate output buffer");
+    }
+    p.out = py::reinterpret_borrow<py::array_t<float>>(o);
+  }
+
+  edgefuse::FusionArgs& a = p.args;
+  a.batch = B;
+  a.modalities = M;
+  a.dim = D;
+  a.emb = p.ptrs.data();
+  a.emb_row_stride = p.strides.data();
+  a.eps = static_cast<float>(eps);
+  a.out = p.out.mutable_data();
+  a.out_row_stride = D;
+  return p;
+}
+
+py::array_t<float> fuse_py(py::handle embeddings, py::handle mask, py::handle weights, py::handle gamma,
+                           py::handle beta, double eps, py::handle out, int threads) {
+  Prepared p = prepare(embeddings, mask, weights, gamma, beta, eps, out, threads);
+  {
+    py::gil_scoped_release release;
+    edgefuse::fuse(p.args, threads);
+  }
+  return p.out;
+}
+
+py::tuple fuse_with_counts_py(py::handle embeddings, py::handle mask, py::handle weights, py::handle gamma,
+                              py::handle beta, double eps, py::handle out, int threads) {
+  Prepared p = prepare(embeddings, mask, weights, gamma, beta, eps, out, threads);
+  py::array_t<std::int32_t> counts(static_cast<py::ssize_t>(p.args.batch));
+  p.args.counts = counts.mutable_data();
+  {
+    py::gil_scoped_release release;
+    edgefuse::fuse(p.args, threads);
+  }
+  return py::make_tuple(p.out, counts);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_fusion, m) {
+  // The exception classes come from the one error hierarchy (edgefuse.errors, pure Python, light).
+  static py::handle input_error, type_error;
+  {
+    py::module_ errors = py::module_::import("edgefuse.errors");
+    input_error = py::object(errors.attr("FusionInputError")).release();
+    type_error = py::object(errors.attr("FusionTypeError")).release();
+  }
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const InputTypeError& e) {
+      PyErr_SetString(type_error.ptr(), e.what());
+    } catch (const InputError& e) {
+      PyErr_SetString(input_error.ptr(), e.what());
+    }
+  });
+
+  m.doc() =
+      "EdgeFuse's fused masked-fusion kernel: masked weighted mean of per-modality embeddings followed by "
+      "LayerNorm, in one pass over memory, without the GIL.";
+
+  const char* fuse_doc = R"doc(Fuse per-modality embeddings: masked weighted mean, then LayerNorm over D.
+
+Args:
+    embeddings: a list of M float32 arrays of shape (B, D), None for a modality absent from the whole
+        batch (no stacking copy is made); or one float32 array of shape (B, M, D). Rows may be strided,
+        elements within a row must be contiguous.
+    mask: optional bool or uint8 (0/1) array of shape (B, M); True = present. None = every non-None
+        modality present in every row.
+    weights: optional float32 (M,), finite and > 0; renormalised over the modalities present in each row.
+    gamma, beta: optional float32 (D,) LayerNorm scale and shift.
+    eps: LayerNorm epsilon (> 0), added to the biased variance.
+    out: optional C-contiguous float32 (B, D) buffer to write into (must not overlap the inputs).
+    threads: number of threads to split the rows over (default 1).
+
+Returns:
+    float32 array (B, D). A row with no modality present fuses to the zero vector, so its output is beta
+    (zeros without beta); use fuse_with_counts to see which rows those are. The data of an absent
+    (row, modality) is never read: NaN or Inf there cannot reach the output.
+
+Raises:
+    TypeError: an argument is not a numpy array / list.
+    ValueError: wrong dtype, rank, shape, mismatched B or D, bad mask values, non-positive weights or eps.
+)doc";
+
+  m.def("fuse", &fuse_py, fuse_doc, py::arg("embeddings"), py::arg("mask") = py::none(),
+        py::arg("weights") = py::none(), py::arg("gamma") = py::none(), py::arg("beta") = py::none(),
+        py::arg("eps") = 1e-5, py::kw_only(), py::arg("out") = py::none(), py::arg("threads") = 1);
+  m.def("fuse_with_counts", &fuse_with_counts_py,
+        "Like fuse, and also return int32 counts (B,): the number of modalities present in each row "
+        "(0 = an all-absent row, whose output is beta or zeros).",
+        py::arg("embeddings"), py::arg("mask") = py::none(), py::arg("weights") = py::none(),
+        py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("eps") = 1e-5, py::kw_only(),
+        py::arg("out") = py::none(), py::arg("threads") = 1);
+  m.attr("__version__") = EDGEFUSE_VERSION;
+  m.attr("NATIVE_BUILD") = edgefuse::native_build();
+  m.attr("MAX_MODALITIES") = kMaxModalities;
+}

@@ -1,0 +1,75 @@
+"""The ``edgefuse`` command line: one module per subcommand.
+
+Each subcommand module defines ``add_parser(subparsers)`` (argument definitions only, no heavy imports)
+and ``run(args) -> int``. Heavy work and imports happen inside ``run`` so that ``edgefuse --help`` stays
+fast and never imports torch.
+
+Exit codes: 0 success, 1 the command ran and found a failure (e.g. an invalid profile), 2 bad usage or
+an :class:`~edgefuse.errors.EdgeFuseError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Subcommand name -> module under edgefuse.cli. Adding a subcommand = adding a module and a line here.
+SUBCOMMANDS: dict[str, str] = {
+    "profiles": "edgefuse.cli.profiles",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand registered.
+
+    Returns:
+        The configured :class:`argparse.ArgumentParser`.
+    """
+    from edgefuse import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edgefuse",
+        description=(
+            "EdgeFuse: measure, export, run and benchmark multimodal models on devices whose sensors "
+            "differ from the ones the model was trained with."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"edgefuse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub_parser = module.add_parser(sub)
+        sub_parser.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The process exit code.
+    """
+    from edgefuse.errors import EdgeFuseError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_module", None) is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    handler = getattr(args, "_handler", None) or module.run
+    try:
+        return int(handler(args) or 0)
+    except EdgeFuseError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover - interactive only
+        print("interrupted", file=sys.stderr)
+        return 130

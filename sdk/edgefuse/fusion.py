@@ -91,7 +91,9 @@ def fuse_reference(
         if d is None:
             d = len(gamma) if gamma is not None else len(beta) if beta is not None else None
         if d is None:
-            raise FusionInputError("cannot infer D: every entry of embeddings is None; pass dim, gamma or beta")
+            raise FusionInputError(
+                "cannot infer D: every entry of embeddings is None; pass dim, gamma or beta"
+            )
         stacked = np.stack([np.zeros((b, d), np.float32) if e is None else e for e in embeddings], axis=1)
     w = np.ones(m_count, np.float32) if weights is None else np.asarray(weights, np.float32)
     wp = np.where(present, w[None, :], np.float32(0))  # (B, M)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 
+import edgefuse
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-
-import edgefuse
 from edgefuse import _fusion
 from edgefuse.errors import EdgeFuseError, FusionInputError, FusionTypeError
 from edgefuse.fusion import fuse_reference
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 RTOL = ATOL = 1e-5
 
@@ -192,37 +191,113 @@ X = np.zeros((4, 8), np.float32)
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: _fusion.fuse([X.astype(np.float64)]), FusionInputError, r"embeddings\[0\] has dtype float64"),
-        (lambda: _fusion.fuse([X, np.zeros((4, 8, 1), np.float32)]), FusionInputError, r"embeddings\[1\] must have shape \(B, D\)"),
-        (lambda: _fusion.fuse([X, np.zeros((5, 8), np.float32)]), FusionInputError, r"embeddings\[1\] has shape \(5, 8\).*share B and D"),
-        (lambda: _fusion.fuse([X, np.zeros((4, 9), np.float32)]), FusionInputError, r"embeddings\[1\] has shape \(4, 9\)"),
-        (lambda: _fusion.fuse(np.zeros((4, 8), np.float32)), FusionInputError, r"shape \(B, M, D\); got shape \(4, 8\)"),
+        (
+            lambda: _fusion.fuse([X.astype(np.float64)]),
+            FusionInputError,
+            r"embeddings\[0\] has dtype float64",
+        ),
+        (
+            lambda: _fusion.fuse([X, np.zeros((4, 8, 1), np.float32)]),
+            FusionInputError,
+            r"embeddings\[1\] must have shape \(B, D\)",
+        ),
+        (
+            lambda: _fusion.fuse([X, np.zeros((5, 8), np.float32)]),
+            FusionInputError,
+            r"embeddings\[1\] has shape \(5, 8\).*share B and D",
+        ),
+        (
+            lambda: _fusion.fuse([X, np.zeros((4, 9), np.float32)]),
+            FusionInputError,
+            r"embeddings\[1\] has shape \(4, 9\)",
+        ),
+        (
+            lambda: _fusion.fuse(np.zeros((4, 8), np.float32)),
+            FusionInputError,
+            r"shape \(B, M, D\); got shape \(4, 8\)",
+        ),
         (lambda: _fusion.fuse(np.zeros((4, 0, 8), np.float32)), FusionInputError, r"M = 0"),
         (lambda: _fusion.fuse([]), FusionInputError, r"embeddings is empty"),
         (lambda: _fusion.fuse([None, None]), FusionInputError, r"batch size is unknown"),
-        (lambda: _fusion.fuse([None], np.zeros((2, 1), bool)), FusionInputError, r"feature size D is unknown"),
+        (
+            lambda: _fusion.fuse([None], np.zeros((2, 1), bool)),
+            FusionInputError,
+            r"feature size D is unknown",
+        ),
         (lambda: _fusion.fuse("abc"), FusionTypeError, r"embeddings must be a list"),
         (lambda: _fusion.fuse([X, [1.0, 2.0]]), FusionTypeError, r"embeddings\[1\] must be a numpy.ndarray"),
-        (lambda: _fusion.fuse([X], np.ones((4, 2), bool)), FusionInputError, r"mask must have shape \(B, M\) = \(4, 1\); got shape \(4, 2\)"),
+        (
+            lambda: _fusion.fuse([X], np.ones((4, 2), bool)),
+            FusionInputError,
+            r"mask must have shape \(B, M\) = \(4, 1\); got shape \(4, 2\)",
+        ),
         (lambda: _fusion.fuse([X], np.ones((4,), bool)), FusionInputError, r"mask must have shape \(B, M\)"),
-        (lambda: _fusion.fuse([X], np.ones((4, 1), np.float32)), FusionInputError, r"mask has dtype float32; expected bool or uint8"),
+        (
+            lambda: _fusion.fuse([X], np.ones((4, 1), np.float32)),
+            FusionInputError,
+            r"mask has dtype float32; expected bool or uint8",
+        ),
         (lambda: _fusion.fuse([X], np.full((4, 1), 2, np.uint8)), FusionInputError, r"mask\[0, 0\] = 2"),
-        (lambda: _fusion.fuse([X, None], np.ones((4, 2), bool)), FusionInputError, r"mask\[0, 1\] says present but embeddings\[1\] is None"),
+        (
+            lambda: _fusion.fuse([X, None], np.ones((4, 2), bool)),
+            FusionInputError,
+            r"mask\[0, 1\] says present but embeddings\[1\] is None",
+        ),
         (lambda: _fusion.fuse([X], [[True]] * 4), FusionTypeError, r"mask must be a numpy.ndarray"),
-        (lambda: _fusion.fuse([X, X], weights=np.ones(3, np.float32)), FusionInputError, r"weights must have shape \(2,\)"),
-        (lambda: _fusion.fuse([X, X], weights=np.array([1, -1], np.float32)), FusionInputError, r"weights\[1\] = -1.*> 0"),
-        (lambda: _fusion.fuse([X, X], weights=np.array([1, np.nan], np.float32)), FusionInputError, r"weights\[1\] = nan"),
+        (
+            lambda: _fusion.fuse([X, X], weights=np.ones(3, np.float32)),
+            FusionInputError,
+            r"weights must have shape \(2,\)",
+        ),
+        (
+            lambda: _fusion.fuse([X, X], weights=np.array([1, -1], np.float32)),
+            FusionInputError,
+            r"weights\[1\] = -1.*> 0",
+        ),
+        (
+            lambda: _fusion.fuse([X, X], weights=np.array([1, np.nan], np.float32)),
+            FusionInputError,
+            r"weights\[1\] = nan",
+        ),
         (lambda: _fusion.fuse([X, X], weights=np.ones(2)), FusionInputError, r"weights has dtype float64"),
-        (lambda: _fusion.fuse([X], gamma=np.ones(7, np.float32)), FusionInputError, r"gamma must have shape \(8,\)"),
-        (lambda: _fusion.fuse([X], beta=np.ones((8, 1), np.float32)), FusionInputError, r"beta must have shape \(8,\)"),
-        (lambda: _fusion.fuse([X], gamma=np.ones(16, np.float32)[::2]), FusionInputError, r"gamma is not contiguous"),
+        (
+            lambda: _fusion.fuse([X], gamma=np.ones(7, np.float32)),
+            FusionInputError,
+            r"gamma must have shape \(8,\)",
+        ),
+        (
+            lambda: _fusion.fuse([X], beta=np.ones((8, 1), np.float32)),
+            FusionInputError,
+            r"beta must have shape \(8,\)",
+        ),
+        (
+            lambda: _fusion.fuse([X], gamma=np.ones(16, np.float32)[::2]),
+            FusionInputError,
+            r"gamma is not contiguous",
+        ),
         (lambda: _fusion.fuse([X], eps=0.0), FusionInputError, r"eps = 0.*> 0"),
         (lambda: _fusion.fuse([X], eps=float("nan")), FusionInputError, r"eps = nan"),
-        (lambda: _fusion.fuse([np.zeros((4, 16), np.float32)[:, ::2]]), FusionInputError, r"embeddings\[0\] is not contiguous along its last axis"),
-        (lambda: _fusion.fuse([X], out=np.empty((4, 7), np.float32)), FusionInputError, r"out must have shape \(B, D\) = \(4, 8\)"),
-        (lambda: _fusion.fuse([X], out=np.empty((4, 8), np.float64)), FusionInputError, r"out has dtype float64"),
+        (
+            lambda: _fusion.fuse([np.zeros((4, 16), np.float32)[:, ::2]]),
+            FusionInputError,
+            r"embeddings\[0\] is not contiguous along its last axis",
+        ),
+        (
+            lambda: _fusion.fuse([X], out=np.empty((4, 7), np.float32)),
+            FusionInputError,
+            r"out must have shape \(B, D\) = \(4, 8\)",
+        ),
+        (
+            lambda: _fusion.fuse([X], out=np.empty((4, 8), np.float64)),
+            FusionInputError,
+            r"out has dtype float64",
+        ),
         (lambda: _fusion.fuse([X], out=X), FusionInputError, r"out overlaps an input"),
-        (lambda: _fusion.fuse([X], out=np.empty((8, 4), np.float32).T), FusionInputError, r"out must be C-contiguous"),
+        (
+            lambda: _fusion.fuse([X], out=np.empty((8, 4), np.float32).T),
+            FusionInputError,
+            r"out must be C-contiguous",
+        ),
         (lambda: _fusion.fuse([X], threads=0), FusionInputError, r"threads = 0"),
         (lambda: _fusion.fuse([X] * 65), FusionInputError, r"at most 64"),
     ],

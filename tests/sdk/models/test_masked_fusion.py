@@ -32,7 +32,9 @@ def _module(m: int, d: int, rng: np.random.Generator, weights: np.ndarray | None
     with_weights=st.booleans(),
     none_first=st.booleans(),
 )
-def test_kernel_numpy_torch_agree(seed: int, b: int, m: int, d: int, with_weights: bool, none_first: bool) -> None:
+def test_kernel_numpy_torch_agree(
+    seed: int, b: int, m: int, d: int, with_weights: bool, none_first: bool
+) -> None:
     rng = np.random.default_rng(seed)
     weights = (rng.random(m) * 3 + 0.1).astype(np.float32) if with_weights else None
     mod = _module(m, d, rng, weights)
@@ -45,7 +47,9 @@ def test_kernel_numpy_torch_agree(seed: int, b: int, m: int, d: int, with_weight
         mask[:, 0] = False
 
     kernel = _fusion.fuse(embeddings, mask, params["weights"], params["gamma"], params["beta"], params["eps"])
-    ref, _ = fuse_reference(embeddings, mask, params["weights"], params["gamma"], params["beta"], params["eps"])
+    ref, _ = fuse_reference(
+        embeddings, mask, params["weights"], params["gamma"], params["beta"], params["eps"]
+    )
     with torch.no_grad():
         t_list = mod([None if e is None else torch.from_numpy(e) for e in embeddings], torch.from_numpy(mask))
         stacked = np.stack([np.zeros((b, d), np.float32) if e is None else e for e in embeddings], axis=1)

@@ -1,0 +1,40 @@
+# EdgeFuse: the two set-up commands of the README are `make demo` and `make test`.
+# Both create .venv when it is missing and (re)install the package when its build inputs change.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Extras the tests and the demo need. torch is pinned (==2.13.0) inside the `train` extra, so it is
+# resolved in the same install command as everything that depends on it.
+EXTRAS ?= train,onnxruntime,test
+STAMP := $(VENV)/.edgefuse-installed
+
+# Real audio for the data pipeline: FSDD beside the project, when present (read-only, never copied).
+FSDD_DEFAULT := $(abspath ../shared/data/fsdd)
+ifneq ($(wildcard $(FSDD_DEFAULT)/recordings),)
+export EDGEFUSE_FSDD ?= $(FSDD_DEFAULT)
+endif
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/edgefuse profiles list
+	$(PY) benchmarks/bench_fusion.py --json out/demo/bench_fusion.json
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf build dist out .pytest_cache .ruff_cache

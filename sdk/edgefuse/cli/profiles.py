@@ -1,0 +1,240 @@
+"""``edgefuse profiles``: list, show and validate device profiles.
+
+``edgefuse profiles list [--json] [--path P]...``
+    Every built-in profile plus the files/folders given with ``--path``.
+``edgefuse profiles show ID_OR_PATH [--json] [--path P]...``
+    One profile in full; an unknown id exits 2 with the known ids and the closest match.
+``edgefuse profiles validate PATH... [--json]``
+    Validate files or folders; exits 1 when any profile is invalid, after reporting every error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from edgefuse.profiles import DeviceProfile
+
+
+# Width of human output written to a pipe or file (a terminal uses its own width).
+_PIPE_WIDTH = 160
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``profiles`` and its sub-commands (arguments only; no heavy imports).
+
+    Args:
+        subparsers: The top-level parser's sub-parsers action.
+
+    Returns:
+        The ``profiles`` parser.
+    """
+    parser = subparsers.add_parser(
+        "profiles",
+        help="list, show and validate device profiles",
+        description="Device profiles: sensors, backends, precisions, memory and compute of hardware targets.",
+    )
+    parser.set_defaults(_profiles_parser=parser)
+    sub = parser.add_subparsers(dest="profiles_command", metavar="ACTION")
+
+    list_parser = sub.add_parser("list", help="list built-in profiles and those given with --path")
+    list_parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
+    list_parser.add_argument(
+        "--path",
+        action="append",
+        default=[],
+        metavar="P",
+        help="extra profile file or folder (searched recursively); repeatable",
+    )
+    list_parser.set_defaults(_handler=_run_list)
+
+    show_parser = sub.add_parser("show", help="show one profile by id or path")
+    show_parser.add_argument(
+        "profile", metavar="ID", help="profile id (e.g. generic/x86-64) or path to a .toml"
+    )
+    show_parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of tables")
+    show_parser.add_argument(
+        "--path",
+        action="append",
+        default=[],
+        metavar="P",
+        help="extra profile file or folder to search for the id; repeatable",
+    )
+    show_parser.set_defaults(_handler=_run_show)
+
+    validate_parser = sub.add_parser(
+        "validate", help="validate profile files or folders; exit 1 if any is invalid"
+    )
+    validate_parser.add_argument("paths", nargs="+", metavar="PATH", help="profile file or folder")
+    validate_parser.add_argument(
+        "--json", action="store_true", help="print JSON to stdout instead of a report"
+    )
+    validate_parser.set_defaults(_handler=_run_validate)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``edgefuse profiles`` without an action: print its help.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        2 (an action is required).
+    """
+    args._profiles_parser.print_help()
+    return 2
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _console() -> Console:
+    """Return a console for human output; piped output is not cut to 80 columns unless COLUMNS says so."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPE_WIDTH
+    return console
+
+
+def _fmt_number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _fmt_sensors(profile: DeviceProfile) -> str:
+    return ", ".join(s.kind if s.count == 1 else f"{s.kind} x{s.count}" for s in profile.sensors)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from edgefuse.profiles import list_profiles
+
+    profiles = list_profiles(args.path)
+    if args.json:
+        _print_json([p.to_dict() for p in profiles])
+        return 0
+
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=f"Device profiles ({len(profiles)})",
+        box=box.SIMPLE_HEAD,
+        caption="GFLOP/s: approximate peak compute; GB/s: peak memory bandwidth; sources: profiles show ID",
+    )
+    table.add_column("id", no_wrap=True, style="bold")
+    for column in ("name", "sensors", "modalities", "backends", "precisions"):
+        table.add_column(column, min_width=6, overflow="fold")
+    for column in ("fp32 GFLOP/s", "fp16 GFLOP/s", "GB/s", "RAM MB"):
+        table.add_column(column, justify="right", min_width=5)
+    for p in profiles:
+        table.add_row(
+            p.id,
+            p.name,
+            _fmt_sensors(p),
+            ", ".join(p.modalities),
+            ", ".join(p.backends),
+            ", ".join(p.precisions),
+            _fmt_number(p.compute.peak("fp32")),
+            _fmt_number(p.compute.peak("fp16")),
+            _fmt_number(p.compute.memory_bandwidth_gbs),
+            f"{p.ram_mb:,}",
+        )
+    _console().print(table)
+    return 0
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from edgefuse.profiles import PRECISIONS, get_profile
+
+    profile = get_profile(args.profile, args.path)
+    if args.json:
+        _print_json(profile.to_dict())
+        return 0
+
+    from rich.table import Table
+
+    console = _console()
+    info = Table(title=f"{profile.id}: {profile.name}", show_header=False)
+    info.add_column("field", style="bold")
+    info.add_column("value")
+    rows = [
+        ("description", profile.description or "-"),
+        ("modalities", ", ".join(profile.modalities)),
+        ("backends", " > ".join(profile.backends)),
+        ("precisions", " > ".join(profile.precisions)),
+        ("threads", str(profile.threads)),
+        ("RAM", f"{profile.ram_mb:,} MB"),
+        ("batch sizes", ", ".join(str(b) for b in profile.batch_sizes)),
+        (
+            "memory bandwidth",
+            f"{_fmt_number(profile.compute.memory_bandwidth_gbs)} GB/s "
+            f"({profile.compute.memory_bandwidth_source})",
+        ),
+    ]
+    for precision in PRECISIONS:
+        peak = profile.compute.peak(precision)
+        if peak is not None:
+            unit = "GOP/s" if precision == "int8" else "GFLOP/s"
+            rows.append((f"peak {precision}", f"{_fmt_number(peak)} {unit}"))
+    rows.append(("peak source", profile.compute.peak_gflops_source))
+    if profile.budgets is not None:
+        latency = profile.budgets.latency_ms
+        memory = profile.budgets.memory_mb
+        rows.append(("latency budget", "-" if latency is None else f"{latency:g} ms"))
+        rows.append(("memory budget", "-" if memory is None else f"{memory:,} MB"))
+    rows.append(("source", str(profile.source)))
+    for key, value in rows:
+        info.add_row(key, value)
+    console.print(info)
+
+    sensors = Table(title="sensors")
+    for column in ("kind", "count", "modality"):
+        sensors.add_column(column)
+    for s in profile.sensors:
+        modality = f"{s.modality} (override)" if s.modality_overridden else str(s.modality)
+        sensors.add_row(s.kind, str(s.count), modality)
+    console.print(sensors)
+    return 0
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from edgefuse.profiles import DeviceProfile, validate_paths
+
+    results = validate_paths(args.paths)
+    invalid = sum(1 for _, result in results if not isinstance(result, DeviceProfile))
+    if args.json:
+        _print_json(
+            [
+                {
+                    "path": str(path),
+                    "valid": isinstance(result, DeviceProfile),
+                    "id": result.id if isinstance(result, DeviceProfile) else None,
+                    "error": None if isinstance(result, DeviceProfile) else str(result),
+                }
+                for path, result in results
+            ]
+        )
+        return 1 if invalid else 0
+
+    from rich.text import Text
+
+    console = _console()
+    for path, result in results:
+        if isinstance(result, DeviceProfile):
+            console.print(Text.assemble(("ok       ", "bold green"), f"{path} ({result.id})"), soft_wrap=True)
+        else:
+            console.print(Text.assemble(("invalid  ", "bold red"), str(result)), soft_wrap=True)
+    summary = f"{len(results) - invalid} valid, {invalid} invalid"
+    console.print(Text(summary, style="bold red" if invalid else "bold green"))
+    return 1 if invalid else 0

@@ -46,3 +46,45 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             reason = _backend_reason(name)
             if reason:
                 pytest.skip(reason)
+
+
+def make_toy_dataset(
+    modalities: tuple[str, ...] = ("audio", "image", "imu"),
+    n: tuple[int, int, int] = (240, 80, 80),
+    seed: int = 0,
+):  # type: ignore[no-untyped-def]
+    """A small dataset of three differently shaped modalities (the second contract model of the tests).
+
+    audio (1, 12, 16) and image (1, 8, 8) go to Conv2d encoders, imu (12,) to an MLP encoder; each
+    modality carries noisy evidence of the label.
+    """
+    import numpy as np
+    from edgefuse.data.base import MultimodalDataset, Split
+    from edgefuse.specs import ModalitySpec
+
+    shapes = {"audio": (1, 12, 16), "image": (1, 8, 8), "imu": (12,)}
+    noise = {"audio": 2.0, "image": 1.5, "imu": 1.0}
+    rng = np.random.default_rng(seed)
+    protos = {m: rng.standard_normal((4, *shapes[m])).astype(np.float32) for m in modalities}
+
+    def split(count: int) -> Split:
+        y = rng.integers(0, 4, count)
+        inputs = {
+            m: (protos[m][y] + noise[m] * rng.standard_normal((count, *shapes[m]))).astype(np.float32)
+            for m in modalities
+        }
+        return Split(inputs, y.astype(np.int64))
+
+    return MultimodalDataset(
+        "toy",
+        tuple(ModalitySpec(m, shapes[m]) for m in modalities),
+        ("a", "b", "c", "d"),
+        {"train": split(n[0]), "val": split(n[1]), "test": split(n[2])},
+        {"synthetic": True},
+    )
+
+
+@pytest.fixture(scope="session")
+def toy_dataset():  # type: ignore[no-untyped-def]
+    """Three-modality toy dataset (session-scoped, read-only)."""
+    return make_toy_dataset()

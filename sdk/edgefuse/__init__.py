@@ -10,6 +10,9 @@ from importlib import metadata as _metadata
 
 from edgefuse.errors import (
     BackendUnavailableError,
+    CheckpointError,
+    ContractError,
+    DataError,
     EdgeFuseError,
     FusionInputError,
     ProfileError,
@@ -22,6 +25,9 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - only when run from 
 
 __all__ = [
     "BackendUnavailableError",
+    "CheckpointError",
+    "ContractError",
+    "DataError",
     "EdgeFuseError",
     "FusionInputError",
     "ProfileError",

@@ -14,6 +14,9 @@ from collections.abc import Iterable
 
 __all__ = [
     "BackendUnavailableError",
+    "CheckpointError",
+    "ContractError",
+    "DataError",
     "EdgeFuseError",
     "FusionInputError",
     "FusionTypeError",
@@ -36,6 +39,18 @@ class FusionTypeError(FusionInputError, TypeError):
 
 class ProfileError(EdgeFuseError, ValueError):
     """A device profile is missing, malformed or names values that are not allowed."""
+
+
+class DataError(EdgeFuseError, ValueError):
+    """A dataset is missing, malformed or has a file that cannot be used (the message names the file)."""
+
+
+class CheckpointError(EdgeFuseError, ValueError):
+    """A checkpoint is missing, corrupt, or does not match the model contract (the message says what)."""
+
+
+class ContractError(EdgeFuseError, ValueError):
+    """A model or its inputs break the multimodal model contract (unknown modality, wrong shape...)."""
 
 
 class BackendUnavailableError(EdgeFuseError, ImportError):

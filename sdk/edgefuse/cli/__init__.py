@@ -18,6 +18,8 @@ from collections.abc import Sequence
 # Subcommand name -> module under edgefuse.cli. Adding a subcommand = adding a module and a line here.
 SUBCOMMANDS: dict[str, str] = {
     "profiles": "edgefuse.cli.profiles",
+    "train": "edgefuse.cli.train",
+    "robustness": "edgefuse.cli.robustness",
 }
 
 
@@ -69,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
+        )
         return 2
     except KeyboardInterrupt:  # pragma: no cover - interactive only
         print("interrupted", file=sys.stderr)

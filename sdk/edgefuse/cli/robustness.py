@@ -1,0 +1,68 @@
+"""``edgefuse robustness``: the train × test modality grid with every metric of ROBUSTNESS.md."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgefuse.cli._common import add_data_args, load_data, parse_seeds
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "robustness", help="accuracy for every train set x test set of modalities", description=__doc__
+    )
+    add_data_args(p)
+    p.add_argument("--train-sets", default=None, help="e.g. audio+image,audio,image (default: every subset)")
+    p.add_argument("--methods", default="supervised,contrastive", help="supervised and/or contrastive")
+    p.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list (0,4,7)")
+    p.add_argument("--epochs", type=int, default=None, help="(fine-tuning) epochs per model")
+    p.add_argument("--pretrain-epochs", type=int, default=None, help="contrastive pre-training epochs")
+    p.add_argument("--no-specialists", action="store_true", help="do not add the specialists S = T")
+    p.add_argument("--json", dest="json_path", default=None, help="write the grid as JSON here")
+    p.add_argument("--report", default=None, help="folder for grid.json, grid.md and heatmap.png")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train what the grid needs, evaluate, write the outputs, print the tables."""
+    import time
+    from dataclasses import replace
+
+    from edgefuse.errors import ContractError
+    from edgefuse.robustness import parse_sets, run_grid, subsets
+    from edgefuse.train import METHODS, TrainConfig
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ContractError(f"--methods {args.methods!r}: allowed methods are {list(METHODS)}")
+    seeds = parse_seeds(args.seeds)
+    dataset = load_data(args)
+    u = dataset.modality_names
+    train_sets = parse_sets(args.train_sets, u) if args.train_sets else subsets(u)
+    base = TrainConfig(modalities=u)
+    overrides = {
+        k: v
+        for k, v in {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs}.items()
+        if v is not None
+    }
+    base = replace(base, **overrides)
+    t0 = time.perf_counter()
+    grid = run_grid(
+        dataset, train_sets, methods, seeds, base, include_specialists=not args.no_specialists, progress=True
+    )
+    grid.meta["seconds"] = time.perf_counter() - t0
+    if args.json_path:
+        grid.write_json(args.json_path)
+    written = grid.write_report(args.report) if args.report else {}
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    console = Console()
+    console.print(Markdown(grid.markdown()))
+    console.print(f"grid of {len(grid.scores)} models evaluated in {grid.meta['seconds']:.0f} s")
+    for kind, path in written.items():
+        console.print(f"  {kind}: {path}")
+    return 0

@@ -1,0 +1,85 @@
+"""``edgefuse train``: train a contract model on a dataset and write a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgefuse.cli._common import add_data_args, load_data, progress_callback
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register the subcommand."""
+    p = sub.add_parser("train", help="train a model (CPU) and write a checkpoint", description=__doc__)
+    add_data_args(p)
+    p.add_argument("--modalities", default=None, help="labelled modalities S, comma-separated (default: all)")
+    p.add_argument("--method", default="supervised", choices=["supervised", "contrastive"])
+    p.add_argument("--epochs", type=int, default=None, help="(fine-tuning) epochs (default: the recipe's)")
+    p.add_argument("--pretrain-epochs", type=int, default=None, help="contrastive pre-training epochs")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint folder")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, evaluate on every test set, save the checkpoint, print a summary."""
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from edgefuse.checkpoint import save_checkpoint
+    from edgefuse.errors import CheckpointError
+    from edgefuse.robustness import format_set, parse_sets, subsets
+    from edgefuse.train import TrainConfig, accuracy, train
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:  # fail before spending minutes on training
+        raise CheckpointError(f"{out} already exists; pass --overwrite or choose another --out")
+    dataset = load_data(args)
+    u = dataset.modality_names
+    s = parse_sets(args.modalities.replace(",", "+"), u)[0] if args.modalities else u
+    cfg = TrainConfig(modalities=s, method=args.method, seed=args.seed)
+    overrides = {
+        k: v
+        for k, v in {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "lr": args.lr}.items()
+        if v is not None
+    }
+    cfg = replace(cfg, **overrides)
+    with progress_callback(f"{args.method} S={format_set(s)}") as cb:
+        result = train(dataset, cfg, progress=None if args.json else cb)
+    test = dataset.split("test")
+    test_acc = {format_set(t): accuracy(result.model, test, t) for t in subsets(u)}
+    metrics = {**result.metrics, "test_accuracy": test_acc}
+    path = save_checkpoint(
+        result.model,
+        out,
+        recipe=cfg.to_dict(),
+        seed=args.seed,
+        metrics=metrics,
+        dataset={"name": dataset.name, **{k: v for k, v in dataset.meta.items() if k != "skipped"}},
+        overwrite=args.overwrite,
+    )
+    summary = {"checkpoint": str(path), "recipe": cfg.to_dict(), "metrics": metrics}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{args.method} trained on S={format_set(s)} (seed {args.seed}) in {result.metrics['train_seconds']:.1f} s"
+    )
+    table.add_column("test modalities T")
+    table.add_column("scenario")
+    table.add_column("test accuracy", justify="right")
+    from edgefuse.robustness import scenario
+
+    for t in subsets(u):
+        table.add_row(format_set(t), scenario(s, t), f"{test_acc[format_set(t)]:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(f"validation accuracy on S: {result.metrics['val_accuracy']:.3f}; checkpoint: {path}")
+    return 0

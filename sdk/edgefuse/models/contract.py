@@ -1,0 +1,286 @@
+"""The multimodal model contract and a builder for contract models from a JSON architecture.
+
+A contract model has
+
+* one encoder per modality, ``[B, *spec.shape] -> [B, D]``;
+* a :class:`~edgefuse.models.fusion.MaskedFusion` (the kernel's math);
+* a head ``[B, D] -> [B, C]``;
+* modality specs (name, input shape without batch, dtype, preprocessing id) and label names.
+
+``forward(inputs, mask)`` takes a dict of per-modality tensors (``None`` or a missing key = absent for
+the whole batch) and an optional bool presence mask ``[B, M]``. An absent modality's encoder is **not
+run**; for a modality present in only some rows, the encoder runs on those rows only, so the data of an
+absent row is never read (NaN there cannot change the result, in training or evaluation). This is how
+the runtime represents missing modalities, so accuracy measured here is what a device will see.
+
+Every later stage (training, robustness, export, runtime) only relies on this contract.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from edgefuse.errors import ContractError
+from edgefuse.models.fusion import MaskedFusion
+from edgefuse.specs import ModalitySpec
+
+__all__ = ["Conv2dEncoder", "MLPEncoder", "MultimodalModel", "build_model"]
+
+
+class Conv2dEncoder(nn.Module):
+    """Conv2d stack + global mean pooling + linear projection: ``[B, C, H, W] -> [B, D]``.
+
+    Pure Conv2d/ReLU/mean/Linear (no reshape), which every export backend converts with a dynamic batch.
+
+    Args:
+        in_shape: ``(C, H, W)`` without batch.
+        channels: Output channels of each 3x3 conv; convs after the first use stride 2 while the
+            spatial size allows it.
+        embed_dim: D.
+    """
+
+    def __init__(self, in_shape: Sequence[int], channels: Sequence[int], embed_dim: int) -> None:
+        super().__init__()
+        if len(in_shape) != 3:
+            raise ContractError(f"a conv2d encoder needs an input shape (C, H, W); got {tuple(in_shape)}")
+        c, h, w = in_shape
+        layers: list[nn.Module] = []
+        for i, out_c in enumerate(channels):
+            stride = 2 if i > 0 and min(h, w) >= 4 else 1
+            layers += [nn.Conv2d(c, out_c, 3, stride=stride, padding=1), nn.ReLU()]
+            c = out_c
+            h, w = (h + 1) // stride, (w + 1) // stride
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(c, embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode ``x`` of shape ``[B, C, H, W]`` into ``[B, D]``."""
+        return self.proj(self.features(x).mean(dim=(2, 3)))
+
+
+class MLPEncoder(nn.Module):
+    """Flatten + MLP: ``[B, *shape] -> [B, D]`` (for vector-like modalities).
+
+    Args:
+        in_shape: Input shape without batch.
+        hidden: Hidden layer sizes.
+        embed_dim: D.
+    """
+
+    def __init__(self, in_shape: Sequence[int], hidden: Sequence[int], embed_dim: int) -> None:
+        super().__init__()
+        size = 1
+        for s in in_shape:
+            size *= int(s)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for h in hidden:
+            layers += [nn.Linear(size, h), nn.ReLU()]
+            size = h
+        layers.append(nn.Linear(size, embed_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode ``x`` into ``[B, D]``."""
+        return self.net(x)
+
+
+_ENCODERS = {"conv2d": Conv2dEncoder, "mlp": MLPEncoder}
+
+
+class MultimodalModel(nn.Module):
+    """A model that follows the multimodal contract (see the module docstring).
+
+    Args:
+        encoders: Modality name -> encoder ``[B, *shape] -> [B, D]``; keys must match ``modalities``.
+        fusion: The masked fusion over the modalities in ``modalities`` order.
+        head: ``[B, D] -> [B, C]``.
+        modalities: Specs in fusion order.
+        label_names: Class names (C of them).
+        architecture: The JSON architecture it was built from (stored in checkpoints), if any.
+    """
+
+    def __init__(
+        self,
+        encoders: Mapping[str, nn.Module],
+        fusion: MaskedFusion,
+        head: nn.Module,
+        modalities: Sequence[ModalitySpec],
+        label_names: Sequence[str],
+        architecture: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        names = [m.name for m in modalities]
+        if len(set(names)) != len(names):
+            raise ContractError(f"modality names must be unique; got {names}")
+        if set(encoders) != set(names):
+            raise ContractError(f"encoders are for {sorted(encoders)} but the modalities are {names}")
+        if fusion.num_modalities != len(names):
+            raise ContractError(
+                f"the fusion has {fusion.num_modalities} modalities; the model has {len(names)}"
+            )
+        if not label_names:
+            raise ContractError("label_names is empty; a classifier needs at least one class")
+        self.encoders = nn.ModuleDict({n: encoders[n] for n in names})
+        self.fusion = fusion
+        self.head = head
+        self.modalities: tuple[ModalitySpec, ...] = tuple(modalities)
+        self.label_names: tuple[str, ...] = tuple(label_names)
+        self.architecture: dict[str, Any] = copy.deepcopy(dict(architecture or {}))
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        """Modality names in fusion order."""
+        return tuple(m.name for m in self.modalities)
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the embedding size."""
+        return self.fusion.dim
+
+    def encode(self, inputs: Mapping[str, Tensor | None], mask: Tensor | None = None) -> list[Tensor | None]:
+        """Run the encoders of the modalities present; absent ones give ``None``.
+
+        Args:
+            inputs: Modality name -> ``[B, *shape]`` tensor, or ``None``/missing for absent.
+            mask: Optional bool ``[B, M]``; rows where a modality is absent are not encoded.
+
+        Returns:
+            One ``[B, D]`` tensor (or ``None``) per modality, in fusion order. Rows of a partially
+            present modality that are absent hold zeros (the fusion ignores them).
+
+        Raises:
+            ContractError: For an unknown modality name, a wrong shape, or an inconsistent batch size.
+        """
+        unknown = set(inputs) - set(self.modality_names)
+        if unknown:
+            raise ContractError(
+                f"inputs name unknown modalities {sorted(unknown)}; this model has {list(self.modality_names)}"
+            )
+        batch = self._batch_size(inputs, mask)
+        if mask is not None and tuple(mask.shape) != (batch, len(self.modalities)):
+            raise ContractError(
+                f"mask has shape {tuple(mask.shape)}; expected (B, M) = ({batch}, {len(self.modalities)})"
+            )
+        out: list[Tensor | None] = []
+        for m, spec in enumerate(self.modalities):
+            x = inputs.get(spec.name)
+            if x is None:
+                if mask is not None and bool(mask[:, m].any()):
+                    raise ContractError(
+                        f"mask says {spec.name!r} is present in some rows but its input is None"
+                    )
+                out.append(None)
+                continue
+            if tuple(x.shape[1:]) != spec.shape:
+                raise ContractError(
+                    f"input {spec.name!r} has shape {tuple(x.shape)}; expected (B, {', '.join(map(str, spec.shape))})"
+                )
+            encoder = self.encoders[spec.name]
+            if mask is None or bool(mask[:, m].all()):
+                out.append(encoder(x))
+                continue
+            rows = torch.nonzero(mask[:, m], as_tuple=True)[0]
+            if rows.numel() == 0:
+                out.append(None)
+                continue
+            emb = encoder(x.index_select(0, rows))
+            full = emb.new_zeros((batch, emb.shape[1]))
+            out.append(full.index_copy(0, rows, emb))
+        return out
+
+    def _batch_size(self, inputs: Mapping[str, Tensor | None], mask: Tensor | None) -> int:
+        sizes = {int(x.shape[0]) for x in inputs.values() if x is not None}
+        if mask is not None:
+            sizes.add(int(mask.shape[0]))
+        if len(sizes) != 1:
+            if not sizes:
+                raise ContractError("every modality is absent and no mask gives the batch size")
+            raise ContractError(f"inputs disagree on the batch size: {sorted(sizes)}")
+        return sizes.pop()
+
+    def presence(self, inputs: Mapping[str, Tensor | None], mask: Tensor | None = None) -> Tensor:
+        """Return the effective bool presence mask ``[B, M]`` for ``inputs`` and ``mask``."""
+        batch = self._batch_size(inputs, mask)
+        if mask is not None:
+            return mask.to(torch.bool)
+        cols = [inputs.get(n) is not None for n in self.modality_names]
+        return torch.tensor(cols, dtype=torch.bool).expand(batch, len(cols))
+
+    def forward(self, inputs: Mapping[str, Tensor | None], mask: Tensor | None = None) -> Tensor:
+        """Return logits ``[B, C]``; see the module docstring for the contract."""
+        return self.head(self.fuse(inputs, mask))
+
+    def fuse(self, inputs: Mapping[str, Tensor | None], mask: Tensor | None = None) -> Tensor:
+        """Encoders of the present modalities, then masked fusion: the fused embedding ``[B, D]``."""
+        mask = None if mask is None else mask.to(torch.bool)
+        embeddings = self.encode(inputs, mask)
+        if all(e is None for e in embeddings):
+            batch = self._batch_size(inputs, mask)
+            mask = torch.zeros(batch, len(self.modalities), dtype=torch.bool)
+        return self.fusion(embeddings, mask)
+
+
+def build_model(
+    architecture: Mapping[str, Any], modalities: Sequence[ModalitySpec], label_names: Sequence[str]
+) -> MultimodalModel:
+    """Build a contract model from a JSON architecture.
+
+    Architecture keys: ``embed_dim`` (int), ``encoders`` (modality -> ``{"type": "conv2d", "channels":
+    [...]}`` or ``{"type": "mlp", "hidden": [...]}``), ``head_hidden`` (list of ints, may be empty),
+    ``fusion`` (optional ``{"learn_weights": bool, "eps": float}``), ``name`` (free text).
+
+    Raises:
+        ContractError: When a key is missing/unknown or an encoder type is not supported.
+    """
+    allowed = {"name", "embed_dim", "encoders", "head_hidden", "fusion", "dropout"}
+    unknown = set(architecture) - allowed
+    if unknown:
+        raise ContractError(f"architecture has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    for key in ("embed_dim", "encoders"):
+        if key not in architecture:
+            raise ContractError(f"architecture is missing {key!r}")
+    dim = int(architecture["embed_dim"])
+    enc_cfg = architecture["encoders"]
+    names = [m.name for m in modalities]
+    if set(enc_cfg) != set(names):
+        raise ContractError(f"architecture has encoders for {sorted(enc_cfg)}; the modalities are {names}")
+    encoders: dict[str, nn.Module] = {}
+    for spec in modalities:
+        cfg = dict(enc_cfg[spec.name])
+        kind = cfg.pop("type", None)
+        if kind not in _ENCODERS:
+            raise ContractError(
+                f"encoder {spec.name!r} has type {kind!r}; supported types: {sorted(_ENCODERS)}"
+            )
+        try:
+            if kind == "conv2d":
+                encoders[spec.name] = Conv2dEncoder(spec.shape, cfg.pop("channels"), dim)
+            else:
+                encoders[spec.name] = MLPEncoder(spec.shape, cfg.pop("hidden", []), dim)
+        except KeyError as exc:
+            raise ContractError(f"encoder {spec.name!r} ({kind}) is missing {exc}") from None
+        if cfg:
+            raise ContractError(f"encoder {spec.name!r} ({kind}) has unknown keys {sorted(cfg)}")
+    fusion_cfg = dict(architecture.get("fusion", {}))
+    fusion = MaskedFusion(
+        len(modalities),
+        dim,
+        eps=float(fusion_cfg.get("eps", 1e-5)),
+        learn_weights=bool(fusion_cfg.get("learn_weights", False)),
+    )
+    head_layers: list[nn.Module] = []
+    size = dim
+    for h in architecture.get("head_hidden", []):
+        head_layers += [nn.Linear(size, int(h)), nn.ReLU()]
+        if architecture.get("dropout"):
+            head_layers.append(nn.Dropout(float(architecture["dropout"])))
+        size = int(h)
+    head_layers.append(nn.Linear(size, len(label_names)))
+    return MultimodalModel(
+        encoders, fusion, nn.Sequential(*head_layers), modalities, label_names, architecture
+    )

@@ -1,0 +1,479 @@
+"""The train × test modality grid and the robustness metrics of ``ROBUSTNESS.md``.
+
+Notation: ``U`` the modalities a model knows, ``S`` the labelled training modalities, ``T`` the
+modalities present at test time, ``P(S→T)`` top-1 accuracy. Definitions used (EdgeFuse's, from
+ROBUSTNESS.md):
+
+* retention ``P(S→T) / P(S→S)``; drop ``P(S→S) − P(S→T)``;
+* gap to specialist ``P(S→T) − P(T→T)`` (the specialist: same method and seed, trained on ``T``);
+* added gain ``P(S→T) − P(S→S)`` for ``T ⊋ S``;
+* mean retention: mean of retention over the non-empty ``T ⊊ S``.
+
+Every metric is computed per seed, then reported as mean ± standard deviation over seeds.
+
+Missing modalities are represented as on the device: the modality is absent (mask 0), its encoder is
+not run and its input is never read.
+
+:func:`evaluate_grid` works with any contract models and any :class:`MultimodalDataset`;
+:func:`run_grid` also trains what the grid needs (specialists included).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgefuse.data.base import MultimodalDataset
+from edgefuse.errors import ContractError
+
+__all__ = [
+    "GridResult",
+    "ModelKey",
+    "evaluate_grid",
+    "format_set",
+    "parse_sets",
+    "run_grid",
+    "scenario",
+    "subsets",
+]
+
+#: (method, S, seed): which trained model a grid row comes from.
+ModelKey = tuple[str, tuple[str, ...], int]
+
+
+def subsets(modalities: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of ``modalities``, largest first, in the given order within a subset."""
+    out: list[tuple[str, ...]] = []
+    for k in range(len(modalities), 0, -1):
+        out += list(itertools.combinations(modalities, k))
+    return out
+
+
+def scenario(train: Iterable[str], test: Iterable[str]) -> str:
+    """Label a cell: ``same`` (T = S), ``missing`` (T ⊊ S), ``added`` (T ⊋ S) or ``transfer``."""
+    s, t = set(train), set(test)
+    if s == t:
+        return "same"
+    if t < s:
+        return "missing"
+    if t > s:
+        return "added"
+    return "transfer"
+
+
+def format_set(names: Iterable[str]) -> str:
+    """``('audio', 'image') -> 'audio+image'``."""
+    return "+".join(names)
+
+
+def parse_sets(text: str, known: Sequence[str]) -> list[tuple[str, ...]]:
+    """Parse ``"audio+image,audio"`` into modality tuples (in ``known`` order), validating every name.
+
+    Raises:
+        ContractError: For an empty set, an unknown modality (with the closest match) or a duplicate.
+    """
+    from edgefuse.errors import closest_match
+
+    out: list[tuple[str, ...]] = []
+    for chunk in text.split(","):
+        names = [n.strip() for n in chunk.split("+") if n.strip()]
+        if not names:
+            raise ContractError(f"empty modality set in {text!r}; write sets like 'audio+image,audio'")
+        for n in names:
+            if n not in known:
+                hint = closest_match(n, known)
+                raise ContractError(
+                    f"unknown modality {n!r} in {text!r}; known: {list(known)}"
+                    + (f" (did you mean {hint!r}?)" if hint else "")
+                )
+        ordered = tuple(n for n in known if n in names)
+        if ordered in out:
+            raise ContractError(f"modality set {format_set(ordered)!r} is given twice in {text!r}")
+        out.append(ordered)
+    return out
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, float]:
+    vals = [float(v) for v in values]
+    return {
+        "mean": statistics.fmean(vals),
+        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+        "n": len(vals),
+    }
+
+
+@dataclass
+class GridResult:
+    """Accuracy ``P(S→T)`` for every trained model and test set, with the derived metrics.
+
+    Attributes:
+        modalities: ``U`` in model order.
+        scores: ``(method, S, seed) -> {T: accuracy}`` for every non-empty ``T ⊆ U``.
+        split: The split the scores were measured on.
+        meta: Dataset and recipe description.
+    """
+
+    modalities: tuple[str, ...]
+    scores: dict[ModelKey, dict[tuple[str, ...], float]]
+    split: str = "test"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        """Methods in first-seen order."""
+        return list(dict.fromkeys(k[0] for k in self.scores))
+
+    @property
+    def train_sets(self) -> list[tuple[str, ...]]:
+        """Train sets ``S`` in first-seen order."""
+        return list(dict.fromkeys(k[1] for k in self.scores))
+
+    @property
+    def seeds(self) -> list[int]:
+        """Seeds in first-seen order."""
+        return list(dict.fromkeys(k[2] for k in self.scores))
+
+    @property
+    def test_sets(self) -> list[tuple[str, ...]]:
+        """Every non-empty ``T ⊆ U``, largest first."""
+        return subsets(self.modalities)
+
+    def _seeds_for(self, method: str, s: tuple[str, ...]) -> list[int]:
+        return [k[2] for k in self.scores if k[0] == method and k[1] == s]
+
+    def cell(self, method: str, s: tuple[str, ...], t: tuple[str, ...]) -> dict[str, Any]:
+        """Every metric of one ``(method, S, T)`` cell, each as mean/std/n over seeds (None = undefined)."""
+        seeds = self._seeds_for(method, s)
+        p = [self.scores[(method, s, seed)][t] for seed in seeds]
+        same = [self.scores[(method, s, seed)][s] for seed in seeds]
+        kind = scenario(s, t)
+        out: dict[str, Any] = {"scenario": kind, "accuracy": _mean_std(p)}
+        out["retention"] = _mean_std([a / b if b > 0 else float("nan") for a, b in zip(p, same, strict=True)])
+        out["drop"] = _mean_std([b - a for a, b in zip(p, same, strict=True)])
+        spec = [self.scores.get((method, t, seed), {}).get(t) for seed in seeds]
+        out["gap_to_specialist"] = (
+            _mean_std([a - b for a, b in zip(p, spec, strict=True)])
+            if all(v is not None for v in spec)
+            else None
+        )
+        out["added_gain"] = (
+            _mean_std([a - b for a, b in zip(p, same, strict=True)]) if kind == "added" else None
+        )
+        return out
+
+    def mean_retention(self, method: str, s: tuple[str, ...]) -> dict[str, float] | None:
+        """Mean over the non-empty ``T ⊊ S`` of the retention, per seed, then mean ± std (None if |S| = 1)."""
+        missing = [t for t in self.test_sets if set(t) < set(s)]
+        if not missing:
+            return None
+        per_seed = []
+        for seed in self._seeds_for(method, s):
+            row = self.scores[(method, s, seed)]
+            per_seed.append(statistics.fmean(row[t] / row[s] for t in missing))
+        return _mean_std(per_seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready result: raw scores per seed and every metric per cell."""
+        cells = []
+        for method in self.methods:
+            for s in self.train_sets:
+                if not self._seeds_for(method, s):
+                    continue
+                for t in self.test_sets:
+                    cells.append(
+                        {
+                            "method": method,
+                            "train": format_set(s),
+                            "test": format_set(t),
+                            **self.cell(method, s, t),
+                        }
+                    )
+        return {
+            "definitions": "ROBUSTNESS.md (EdgeFuse definitions): retention=P(S->T)/P(S->S), drop=P(S->S)-P(S->T), "
+            "gap_to_specialist=P(S->T)-P(T->T), added_gain=P(S->T)-P(S->S) for T>S, mean_retention=mean over T<S",
+            "metric": "top-1 accuracy",
+            "split": self.split,
+            "modalities": list(self.modalities),
+            "methods": self.methods,
+            "train_sets": [format_set(s) for s in self.train_sets],
+            "test_sets": [format_set(t) for t in self.test_sets],
+            "seeds": self.seeds,
+            "scores": [
+                {
+                    "method": m,
+                    "train": format_set(s),
+                    "seed": seed,
+                    "test": {format_set(t): v for t, v in row.items()},
+                }
+                for (m, s, seed), row in self.scores.items()
+            ],
+            "cells": cells,
+            "mean_retention": [
+                {"method": m, "train": format_set(s), **mr}
+                for m in self.methods
+                for s in self.train_sets
+                if self._seeds_for(m, s) and (mr := self.mean_retention(m, s)) is not None
+            ],
+            "meta": self.meta,
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        return path
+
+    def markdown(self) -> str:
+        """A Markdown report: the accuracy matrix per method, then the metrics per cell."""
+        lines = [
+            f"Top-1 accuracy P(S→T) on the {self.split} split, mean ± std over seeds {self.seeds}. "
+            "Scenario in brackets: same / missing / added / transfer.",
+            "",
+        ]
+        for method in self.methods:
+            rows = [s for s in self.train_sets if self._seeds_for(method, s)]
+            lines += [
+                f"### {method}",
+                "",
+                "| train S \\ test T | " + " | ".join(map(format_set, self.test_sets)) + " |",
+            ]
+            lines.append("|---|" + "---|" * len(self.test_sets))
+            for s in rows:
+                cells = []
+                for t in self.test_sets:
+                    c = self.cell(method, s, t)
+                    cells.append(
+                        f"{c['accuracy']['mean']:.3f} ± {c['accuracy']['std']:.3f} ({c['scenario']})"
+                    )
+                lines.append(f"| {format_set(s)} | " + " | ".join(cells) + " |")
+            lines += [
+                "",
+                "| S | T | scenario | retention | drop | gap to specialist | added gain |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for s in rows:
+                for t in self.test_sets:
+                    if t == s:
+                        continue
+                    c = self.cell(method, s, t)
+                    lines.append(
+                        f"| {format_set(s)} | {format_set(t)} | {c['scenario']} | {_pm(c['retention'])} | {_pm(c['drop'])} | "
+                        f"{_pm(c['gap_to_specialist'])} | {_pm(c['added_gain'])} |"
+                    )
+            mr = [(s, self.mean_retention(method, s)) for s in rows]
+            mr = [(s, v) for s, v in mr if v is not None]
+            if mr:
+                lines += ["", "Mean retention: " + "; ".join(f"{format_set(s)}: {_pm(v)}" for s, v in mr)]
+            lines.append("")
+        return "\n".join(lines)
+
+    def heatmap(self, path: str | Path) -> Path:
+        """Save a heatmap PNG of mean ``P(S→T)`` (one panel per method), cells labelled with the scenario."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        methods = self.methods
+        tests = self.test_sets
+        fig, axes = plt.subplots(
+            1,
+            len(methods),
+            figsize=(1.6 + 1.9 * len(tests) * len(methods), 1.2 + 0.7 * len(self.train_sets)),
+            squeeze=False,
+        )
+        for ax, method in zip(axes[0], methods, strict=True):
+            rows = [s for s in self.train_sets if self._seeds_for(method, s)]
+            grid = np.array([[self.cell(method, s, t)["accuracy"]["mean"] for t in tests] for s in rows])
+            im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis")
+            ax.set_xticks(range(len(tests)), [format_set(t) for t in tests], rotation=30, ha="right")
+            ax.set_yticks(range(len(rows)), [format_set(s) for s in rows])
+            ax.set_xlabel("test modalities T")
+            ax.set_ylabel("train modalities S")
+            ax.set_title(method)
+            for i, s in enumerate(rows):
+                for j, t in enumerate(tests):
+                    color = "black" if grid[i, j] > 0.6 else "white"
+                    ax.text(
+                        j,
+                        i,
+                        f"{grid[i, j]:.2f}\n{scenario(s, t)}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color=color,
+                    )
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="top-1 accuracy")
+        fig.suptitle(f"P(S→T) on the {self.split} split, mean over {len(self.seeds)} seed(s)")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+    def write_report(self, folder: str | Path) -> dict[str, Path]:
+        """Write ``grid.json``, ``grid.md`` and ``heatmap.png`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        md = folder / "grid.md"
+        md.write_text("# Robustness grid\n\n" + self.markdown())
+        return {
+            "json": self.write_json(folder / "grid.json"),
+            "markdown": md,
+            "heatmap": self.heatmap(folder / "heatmap.png"),
+        }
+
+
+def _pm(v: Mapping[str, float] | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v['mean']:+.3f} ± {v['std']:.3f}" if "mean" in v else str(v)
+
+
+def evaluate_grid(
+    models: Mapping[ModelKey, Any],
+    dataset: MultimodalDataset,
+    split: str = "test",
+    batch_size: int = 1024,
+    meta: Mapping[str, Any] | None = None,
+) -> GridResult:
+    """Evaluate contract models on every non-empty test set ``T ⊆ U``.
+
+    Args:
+        models: ``(method, S, seed) -> model`` for any models following the contract whose modalities
+            are the dataset's.
+        dataset: Any :class:`MultimodalDataset`.
+        split: Split to evaluate on (never tune on ``test``).
+        batch_size: Evaluation batch size.
+        meta: Extra description stored in the result.
+
+    Returns:
+        The :class:`GridResult`.
+
+    Raises:
+        ContractError: When a model's modalities differ from the dataset's.
+    """
+    from edgefuse.train import accuracy
+
+    data = dataset.split(split)
+    u = dataset.modality_names
+    scores: dict[ModelKey, dict[tuple[str, ...], float]] = {}
+    for key, model in models.items():
+        if tuple(model.modality_names) != u:
+            raise ContractError(f"model {key} has modalities {model.modality_names}; the dataset has {u}")
+        scores[key] = {t: accuracy(model, data, t, batch_size) for t in subsets(u)}
+    return GridResult(modalities=u, scores=scores, split=split, meta=dict(meta or {}))
+
+
+def run_grid(
+    dataset: MultimodalDataset,
+    train_sets: Sequence[Sequence[str]],
+    methods: Sequence[str] = ("supervised",),
+    seeds: Sequence[int] = (0,),
+    base_config: Any = None,
+    architecture: Mapping[str, Any] | None = None,
+    *,
+    include_specialists: bool = True,
+    split: str = "test",
+    on_model: Callable[[ModelKey, Any], None] | None = None,
+    progress: bool = False,
+) -> GridResult:
+    """Train every (method, S, seed) the grid needs, then :func:`evaluate_grid`.
+
+    Contrastive pre-training (which does not depend on ``S``) runs once per seed and is shared by every
+    train set of that seed.
+
+    Args:
+        dataset: Any :class:`MultimodalDataset` with train/val/test splits.
+        train_sets: The ``S`` to train.
+        methods: ``supervised`` and/or ``contrastive``.
+        seeds: Seeds; each (method, S) is trained once per seed.
+        base_config: A :class:`~edgefuse.train.TrainConfig` whose hyper-parameters are used (its
+            ``modalities``, ``method`` and ``seed`` are replaced per run).
+        architecture: Architecture for every model (default: the reference one).
+        include_specialists: Also train ``S = T`` for every test set, so gap-to-specialist is defined.
+        split: Split to evaluate on.
+        on_model: Callback ``(key, TrainResult)`` after each training (e.g. to save checkpoints).
+        progress: Show a progress bar (rich) on stderr.
+
+    Returns:
+        The :class:`GridResult`.
+    """
+    from edgefuse.train import TrainConfig, pretrain_contrastive, train
+
+    u = dataset.modality_names
+    wanted = [tuple(n for n in u if n in s) for s in train_sets]
+    if include_specialists:
+        wanted += [t for t in subsets(u) if t not in wanted]
+    base = base_config or TrainConfig(modalities=u)
+    jobs = [(m, s, seed) for m in methods for s in wanted for seed in seeds]
+    models: dict[ModelKey, Any] = {}
+    pretrained: dict[int, Any] = {}
+    bar = _Progress(len(jobs), "training the grid") if progress else None
+    try:
+        for method, s, seed in jobs:
+            cfg = replace(base, modalities=s, method=method, seed=seed)
+            pre = None
+            if method == "contrastive":
+                if seed not in pretrained:
+                    import torch
+
+                    from edgefuse.models.contract import build_model
+                    from edgefuse.models.reference import reference_architecture
+
+                    torch.manual_seed(seed)
+                    arch = dict(architecture) if architecture else reference_architecture(dataset.modalities)
+                    scratch = build_model(arch, dataset.modalities, dataset.label_names)
+                    pretrain_contrastive(scratch, dataset, cfg)
+                    pretrained[seed] = {k: v.clone() for k, v in scratch.encoders.state_dict().items()}
+                pre = pretrained[seed]
+            result = train(dataset, cfg, architecture, pretrained_encoders=pre)
+            models[(method, s, seed)] = result.model
+            if on_model:
+                on_model((method, s, seed), result)
+            if bar:
+                bar.advance(
+                    f"{method} S={format_set(s)} seed={seed}: val {result.metrics['val_accuracy']:.3f}"
+                )
+    finally:
+        if bar:
+            bar.close()
+    meta = {
+        "dataset": dataset.name,
+        "dataset_meta": dataset.meta,
+        "recipe": base.to_dict(),
+        "methods": list(methods),
+    }
+    return evaluate_grid(models, dataset, split=split, meta=meta)
+
+
+class _Progress:
+    """A minimal rich progress bar on stderr (only used when asked for)."""
+
+    def __init__(self, total: int, title: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._p.start()
+        self._task = self._p.add_task(title, total=total)
+
+    def advance(self, note: str) -> None:
+        self._p.update(self._task, advance=1, description=note)
+
+    def close(self) -> None:
+        self._p.stop()

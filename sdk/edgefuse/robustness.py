@@ -32,6 +32,7 @@ from edgefuse.data.base import MultimodalDataset
 from edgefuse.errors import ContractError
 
 __all__ = [
+    "VARIANTS",
     "GridResult",
     "ModelKey",
     "evaluate_grid",
@@ -40,6 +41,7 @@ __all__ = [
     "run_grid",
     "scenario",
     "subsets",
+    "variant_label",
 ]
 
 #: (method, S, seed): which trained model a grid row comes from.
@@ -177,6 +179,51 @@ class GridResult:
             per_seed.append(statistics.fmean(row[t] / row[s] for t in missing))
         return _mean_std(per_seed)
 
+    def improvements(self) -> list[dict[str, Any]]:
+        """Improvement factors of every intervention row against its method's baseline row.
+
+        Rows are labelled ``method`` (baseline) and ``method+intervention``. For each ``S`` with ``|S| > 1``
+        and each ``T``: missing scenario -> ``drop_baseline / drop_intervention``; added scenario ->
+        ``gain_intervention / gain_baseline`` (only when the baseline gain is measurably > 0). A drop (or
+        gain) whose mean is at or below its standard error over seeds is "no measurable" drop (gain):
+        no division by ~0 is reported. Also reported: the change of full-modality accuracy ``P(S→S)``.
+        """
+        out = []
+        for label in self.methods:
+            if "+" not in label:
+                continue
+            base = label.split("+")[0]
+            if base not in self.methods:
+                continue
+            for s in self.train_sets:
+                if len(s) < 2 or not self._seeds_for(label, s) or not self._seeds_for(base, s):
+                    continue
+                cost = _diff_stats(
+                    [self.scores[(label, s, k)][s] for k in self._seeds_for(label, s)],
+                    [self.scores[(base, s, k)][s] for k in self._seeds_for(base, s)],
+                )
+                for t in self.test_sets:
+                    kind = scenario(s, t)
+                    if kind not in ("missing", "added"):
+                        continue
+                    metric = "drop" if kind == "missing" else "added_gain"
+                    b = self.cell(base, s, t)[metric]
+                    v = self.cell(label, s, t)[metric]
+                    row = {
+                        "intervention": label,
+                        "baseline": base,
+                        "train": format_set(s),
+                        "test": format_set(t),
+                        "scenario": kind,
+                        "metric": metric,
+                        "baseline_value": b,
+                        "intervention_value": v,
+                        "full_accuracy_change": cost,
+                    }
+                    row.update(_factor(kind, b, v))
+                    out.append(row)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready result: raw scores per seed and every metric per cell."""
         cells = []
@@ -213,6 +260,7 @@ class GridResult:
                 for (m, s, seed), row in self.scores.items()
             ],
             "cells": cells,
+            "improvements": self.improvements(),
             "mean_retention": [
                 {"method": m, "train": format_set(s), **mr}
                 for m in self.methods
@@ -270,6 +318,22 @@ class GridResult:
             mr = [(s, v) for s, v in mr if v is not None]
             if mr:
                 lines += ["", "Mean retention: " + "; ".join(f"{format_set(s)}: {_pm(v)}" for s, v in mr)]
+            lines.append("")
+        imp = self.improvements()
+        if imp:
+            lines += [
+                "### Interventions against their baseline",
+                "",
+                "| intervention | S | T | scenario | baseline | intervention | factor | verdict | Δ full-modality accuracy |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for r in imp:
+                f = "–" if r["factor"] is None else f"{r['factor']:.2f}x"
+                lines.append(
+                    f"| {r['intervention']} | {r['train']} | {r['test']} | {r['scenario']} ({r['metric']}) | "
+                    f"{_pm(r['baseline_value'])} | {_pm(r['intervention_value'])} | {f} | {r['verdict']} | "
+                    f"{_pm(r['full_accuracy_change'])} |"
+                )
             lines.append("")
         return "\n".join(lines)
 
@@ -331,6 +395,35 @@ class GridResult:
         }
 
 
+def _sem(stats: Mapping[str, float]) -> float:
+    return stats["std"] / (stats["n"] ** 0.5) if stats["n"] > 1 else 0.0
+
+
+def _diff_stats(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Mean ± std over seeds of ``a - b`` (paired by position when the lengths agree)."""
+    if len(a) == len(b):
+        return _mean_std([x - y for x, y in zip(a, b, strict=True)])
+    return {"mean": statistics.fmean(a) - statistics.fmean(b), "std": float("nan"), "n": min(len(a), len(b))}
+
+
+def _factor(kind: str, base: Mapping[str, float], var: Mapping[str, float]) -> dict[str, Any]:
+    """Improvement factor with the noise-floor rule of ROBUSTNESS.md."""
+    if kind == "missing":
+        if base["mean"] <= _sem(base):
+            return {"factor": None, "verdict": "baseline has no measurable drop"}
+        if var["mean"] <= _sem(var):
+            return {"factor": None, "verdict": "no measurable drop"}
+        f = base["mean"] / var["mean"]
+        return {"factor": f, "verdict": f"drop {f:.2f}x smaller" if f >= 1 else f"drop {1 / f:.2f}x larger"}
+    if base["mean"] <= _sem(base):
+        verdict = (
+            "gain where the baseline has none" if var["mean"] > _sem(var) else "no measurable gain for either"
+        )
+        return {"factor": None, "verdict": verdict}
+    f = var["mean"] / base["mean"]
+    return {"factor": f, "verdict": f"gain {f:.2f}x the baseline's"}
+
+
 def _pm(v: Mapping[str, float] | None) -> str:
     if v is None:
         return "–"
@@ -372,6 +465,16 @@ def evaluate_grid(
     return GridResult(modalities=u, scores=scores, split=split, meta=dict(meta or {}))
 
 
+#: Variants accepted by :func:`run_grid` ``interventions``; ``X+wiseft`` interpolates the model trained
+#: with intervention X (θ₀, robust) and the baseline (θ₁), α chosen on the validation split.
+VARIANTS = ("none", "moddrop", "masd", "wiseft", "masd+wiseft", "moddrop+wiseft")
+
+
+def variant_label(method: str, variant: str) -> str:
+    """Row label of a (method, intervention) pair: ``supervised``, ``supervised+masd``..."""
+    return method if variant == "none" else f"{method}+{variant}"
+
+
 def run_grid(
     dataset: MultimodalDataset,
     train_sets: Sequence[Sequence[str]],
@@ -380,34 +483,51 @@ def run_grid(
     base_config: Any = None,
     architecture: Mapping[str, Any] | None = None,
     *,
+    interventions: Sequence[str] = ("none",),
+    intervention_params: Mapping[str, Mapping[str, float]] | None = None,
+    wiseft_alphas: Sequence[float] = tuple(i / 10 for i in range(11)),
     include_specialists: bool = True,
     split: str = "test",
     on_model: Callable[[ModelKey, Any], None] | None = None,
     progress: bool = False,
 ) -> GridResult:
-    """Train every (method, S, seed) the grid needs, then :func:`evaluate_grid`.
+    """Train every (method, intervention, S, seed) the grid needs, then :func:`evaluate_grid`.
 
     Contrastive pre-training (which does not depend on ``S``) runs once per seed and is shared by every
-    train set of that seed.
+    train set and intervention of that seed. Grid rows are labelled ``method`` (no intervention) or
+    ``method+intervention``. With a single labelled modality, every intervention reduces to the baseline
+    (modality dropout never drops the only modality, MASD has no proper subset, WiSE-FT interpolates a
+    model with itself), so the baseline model is reused for those rows.
 
     Args:
         dataset: Any :class:`MultimodalDataset` with train/val/test splits.
         train_sets: The ``S`` to train.
         methods: ``supervised`` and/or ``contrastive``.
-        seeds: Seeds; each (method, S) is trained once per seed.
+        seeds: Seeds; each (method, intervention, S) is trained once per seed.
         base_config: A :class:`~edgefuse.train.TrainConfig` whose hyper-parameters are used (its
-            ``modalities``, ``method`` and ``seed`` are replaced per run).
+            ``modalities``, ``method``, ``seed`` and ``intervention`` are replaced per run).
         architecture: Architecture for every model (default: the reference one).
+        interventions: Any of :data:`VARIANTS`.
+        intervention_params: Hyper-parameters per intervention (``{"masd": {"K": 2}}``).
+        wiseft_alphas: α values swept by the WiSE-FT variants (selected on ``val``).
         include_specialists: Also train ``S = T`` for every test set, so gap-to-specialist is defined.
         split: Split to evaluate on.
-        on_model: Callback ``(key, TrainResult)`` after each training (e.g. to save checkpoints).
+        on_model: Callback ``(key, model)`` after each row's model is ready (e.g. to save it).
         progress: Show a progress bar (rich) on stderr.
 
     Returns:
         The :class:`GridResult`.
+
+    Raises:
+        ContractError: For an unknown intervention variant.
     """
     from edgefuse.train import TrainConfig, pretrain_contrastive, train
+    from edgefuse.wiseft import sweep
 
+    bad = [v for v in interventions if v not in VARIANTS]
+    if bad:
+        raise ContractError(f"unknown intervention(s) {bad}; allowed: {list(VARIANTS)}")
+    params = {k: dict(v) for k, v in (intervention_params or {}).items()}
     u = dataset.modality_names
     wanted = [tuple(n for n in u if n in s) for s in train_sets]
     if include_specialists:
@@ -416,32 +536,54 @@ def run_grid(
     jobs = [(m, s, seed) for m in methods for s in wanted for seed in seeds]
     models: dict[ModelKey, Any] = {}
     pretrained: dict[int, Any] = {}
+    wiseft_alpha: dict[str, float] = {}
     bar = _Progress(len(jobs), "training the grid") if progress else None
     try:
         for method, s, seed in jobs:
-            cfg = replace(base, modalities=s, method=method, seed=seed)
             pre = None
             if method == "contrastive":
                 if seed not in pretrained:
-                    import torch
-
-                    from edgefuse.models.contract import build_model
-                    from edgefuse.models.reference import reference_architecture
-
-                    torch.manual_seed(seed)
-                    arch = dict(architecture) if architecture else reference_architecture(dataset.modalities)
-                    scratch = build_model(arch, dataset.modalities, dataset.label_names)
-                    pretrain_contrastive(scratch, dataset, cfg)
-                    pretrained[seed] = {k: v.clone() for k, v in scratch.encoders.state_dict().items()}
+                    pretrained[seed] = _pretrain(
+                        dataset,
+                        replace(base, modalities=s, method=method, seed=seed),
+                        architecture,
+                        pretrain_contrastive,
+                    )
                 pre = pretrained[seed]
-            result = train(dataset, cfg, architecture, pretrained_encoders=pre)
-            models[(method, s, seed)] = result.model
-            if on_model:
-                on_model((method, s, seed), result)
+            trained: dict[str, Any] = {}
+            job_cfg = replace(base, modalities=s, method=method, seed=seed)
+
+            def get(
+                iv: str,
+                cfg: Any = job_cfg,
+                pre: Any = pre,
+                cache: dict[str, Any] = trained,
+            ) -> Any:
+                iv = "none" if len(cfg.modalities) == 1 else iv
+                if iv not in cache:
+                    run_cfg = replace(cfg, intervention=iv, intervention_params=params.get(iv, {}))
+                    cache[iv] = train(dataset, run_cfg, architecture, pretrained_encoders=pre).model
+                return cache[iv]
+
+            for variant in interventions:
+                if variant.endswith("wiseft"):
+                    robust = variant.split("+")[0] if "+" in variant else "moddrop"
+                    if len(s) == 1:
+                        model = get("none")
+                    else:
+                        result = sweep(get(robust), get("none"), dataset, wiseft_alphas, split="val")
+                        model = result.model
+                        wiseft_alpha[f"{variant_label(method, variant)} S={format_set(s)} seed={seed}"] = (
+                            result.chosen_alpha
+                        )
+                else:
+                    model = get(variant)
+                key = (variant_label(method, variant), s, seed)
+                models[key] = model
+                if on_model:
+                    on_model(key, model)
             if bar:
-                bar.advance(
-                    f"{method} S={format_set(s)} seed={seed}: val {result.metrics['val_accuracy']:.3f}"
-                )
+                bar.advance(f"{method} S={format_set(s)} seed={seed}")
     finally:
         if bar:
             bar.close()
@@ -450,8 +592,26 @@ def run_grid(
         "dataset_meta": dataset.meta,
         "recipe": base.to_dict(),
         "methods": list(methods),
+        "interventions": list(interventions),
+        "intervention_params": params,
+        "wiseft_alpha": wiseft_alpha,
     }
     return evaluate_grid(models, dataset, split=split, meta=meta)
+
+
+def _pretrain(
+    dataset: MultimodalDataset, cfg: Any, architecture: Mapping[str, Any] | None, pretrain: Callable[..., Any]
+) -> Any:
+    import torch
+
+    from edgefuse.models.contract import build_model
+    from edgefuse.models.reference import reference_architecture
+
+    torch.manual_seed(cfg.seed)
+    arch = dict(architecture) if architecture else reference_architecture(dataset.modalities)
+    scratch = build_model(arch, dataset.modalities, dataset.label_names)
+    pretrain(scratch, dataset, cfg)
+    return {k: v.clone() for k, v in scratch.encoders.state_dict().items()}
 
 
 class _Progress:

@@ -497,7 +497,9 @@ def run_grid(
     train set and intervention of that seed. Grid rows are labelled ``method`` (no intervention) or
     ``method+intervention``. With a single labelled modality, every intervention reduces to the baseline
     (modality dropout never drops the only modality, MASD has no proper subset, WiSE-FT interpolates a
-    model with itself), so the baseline model is reused for those rows.
+    model with itself), so the baseline model is reused for those rows; for a contrastive model with one
+    labelled modality (the "added" scenario), the WiSE-FT rows interpolate the linear probe on the
+    pre-trained encoders (θ₀) and the fine-tuned model (θ₁), as in the original WiSE-FT.
 
     Args:
         dataset: Any :class:`MultimodalDataset` with train/val/test splits.
@@ -559,9 +561,12 @@ def run_grid(
                 pre: Any = pre,
                 cache: dict[str, Any] = trained,
             ) -> Any:
-                iv = "none" if len(cfg.modalities) == 1 else iv
-                if iv not in cache:
+                if iv == "linear-probe":  # pre-trained encoders frozen, head trained: WiSE-FT's theta0
+                    run_cfg = replace(cfg, finetune_encoder_lr_scale=0.0)
+                else:
+                    iv = "none" if len(cfg.modalities) == 1 else iv
                     run_cfg = replace(cfg, intervention=iv, intervention_params=params.get(iv, {}))
+                if iv not in cache:
                     cache[iv] = train(dataset, run_cfg, architecture, pretrained_encoders=pre).model
                 return cache[iv]
 
@@ -569,6 +574,10 @@ def run_grid(
                 if variant.endswith("wiseft"):
                     robust = variant.split("+")[0] if "+" in variant else "moddrop"
                     if len(s) == 1:
+                        # No modality to drop or distil: theta0 is the linear probe on the contrastively
+                        # pre-trained encoders (classic WiSE-FT); without pre-training, the baseline.
+                        robust = "linear-probe" if method == "contrastive" else "none"
+                    if robust == "none":
                         model = get("none")
                     else:
                         result = sweep(get(robust), get("none"), dataset, wiseft_alphas, split="val")
@@ -589,7 +598,7 @@ def run_grid(
             bar.close()
     meta = {
         "dataset": dataset.name,
-        "dataset_meta": dataset.meta,
+        "dataset_meta": dataset.summary(),
         "recipe": base.to_dict(),
         "methods": list(methods),
         "interventions": list(interventions),

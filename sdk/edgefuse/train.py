@@ -55,7 +55,8 @@ class TrainConfig:
         pretrain_epochs: Contrastive pre-training epochs (``contrastive`` only).
         temperature: InfoNCE temperature.
         finetune_encoder_lr_scale: Learning-rate multiplier of the encoders while fine-tuning a
-            contrastively pre-trained model (small values keep the alignment).
+            contrastively pre-trained model (small values keep the alignment; 0 freezes them: a
+            linear probe).
         intervention: Robustness intervention applied while training (``none`` here; see
             :mod:`edgefuse.interventions`).
         intervention_params: Its hyper-parameters.
@@ -63,7 +64,7 @@ class TrainConfig:
 
     modalities: tuple[str, ...]
     method: str = "supervised"
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4

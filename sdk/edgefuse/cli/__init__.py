@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "profiles": "edgefuse.cli.profiles",
     "train": "edgefuse.cli.train",
     "robustness": "edgefuse.cli.robustness",
+    "wise-ft": "edgefuse.cli.wiseft",
 }
 
 

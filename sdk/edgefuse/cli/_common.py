@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["add_data_args", "load_data", "parse_seeds", "progress_callback"]
+__all__ = ["add_data_args", "load_data", "parse_params", "parse_seeds", "progress_callback"]
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +48,23 @@ def parse_seeds(text: str) -> list[int]:
     if n < 1:
         raise ContractError(f"--seeds {text!r}: the count must be >= 1")
     return list(range(n))
+
+
+def parse_params(items: list[str]) -> dict[str, float]:
+    """``["p=0.3", "K=2"]`` -> ``{"p": 0.3, "K": 2}`` (numbers only; the intervention validates names)."""
+    from edgefuse.errors import ContractError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            number = float(value)
+        except ValueError:
+            raise ContractError(f"--param {item!r}: write NAME=NUMBER, e.g. --param p=0.5") from None
+        out[name.strip()] = int(number) if number.is_integer() and name.strip() == "K" else number
+    return out
 
 
 @contextmanager

@@ -16,6 +16,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_data_args(p)
     p.add_argument("--train-sets", default=None, help="e.g. audio+image,audio,image (default: every subset)")
     p.add_argument("--methods", default="supervised,contrastive", help="supervised and/or contrastive")
+    p.add_argument(
+        "--interventions",
+        default="none",
+        help="comma-separated: none,moddrop,masd,wiseft,masd+wiseft (wiseft = moddrop model x baseline)",
+    )
+    p.add_argument("--alphas", default="0:1:0.1", help="WiSE-FT alphas, selected on the validation split")
     p.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list (0,4,7)")
     p.add_argument("--epochs", type=int, default=None, help="(fine-tuning) epochs per model")
     p.add_argument("--pretrain-epochs", type=int, default=None, help="contrastive pre-training epochs")
@@ -50,8 +56,19 @@ def run(args: argparse.Namespace) -> int:
     }
     base = replace(base, **overrides)
     t0 = time.perf_counter()
+    from edgefuse.wiseft import parse_alphas
+
+    interventions = [v.strip() for v in args.interventions.split(",") if v.strip()]
     grid = run_grid(
-        dataset, train_sets, methods, seeds, base, include_specialists=not args.no_specialists, progress=True
+        dataset,
+        train_sets,
+        methods,
+        seeds,
+        base,
+        interventions=interventions,
+        wiseft_alphas=parse_alphas(args.alphas),
+        include_specialists=not args.no_specialists,
+        progress=True,
     )
     grid.meta["seconds"] = time.perf_counter() - t0
     if args.json_path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgefuse.cli._common import add_data_args, load_data, progress_callback
+from edgefuse.cli._common import add_data_args, load_data, parse_params, progress_callback
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -17,6 +17,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="(fine-tuning) epochs (default: the recipe's)")
     p.add_argument("--pretrain-epochs", type=int, default=None, help="contrastive pre-training epochs")
     p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument(
+        "--intervention", default="none", choices=["none", "moddrop", "masd"], help="robustness intervention"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="intervention hyper-parameter, repeatable: moddrop p=0.5; masd K=1 lambda=1 beta=0.5 tau=2",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint folder")
@@ -41,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_data(args)
     u = dataset.modality_names
     s = parse_sets(args.modalities.replace(",", "+"), u)[0] if args.modalities else u
-    cfg = TrainConfig(modalities=s, method=args.method, seed=args.seed)
+    cfg = TrainConfig(
+        modalities=s,
+        method=args.method,
+        seed=args.seed,
+        intervention=args.intervention,
+        intervention_params=parse_params(args.param),
+    )
     overrides = {
         k: v
         for k, v in {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "lr": args.lr}.items()
@@ -59,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         recipe=cfg.to_dict(),
         seed=args.seed,
         metrics=metrics,
-        dataset={"name": dataset.name, **{k: v for k, v in dataset.meta.items() if k != "skipped"}},
+        dataset=dataset.summary(),
         overwrite=args.overwrite,
     )
     summary = {"checkpoint": str(path), "recipe": cfg.to_dict(), "metrics": metrics}

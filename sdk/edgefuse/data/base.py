@@ -84,6 +84,20 @@ class MultimodalDataset:
         """Modality names in order."""
         return tuple(m.name for m in self.modalities)
 
+    def summary(self, max_items: int = 50) -> dict[str, Any]:
+        """A compact, JSON-serialisable description: ``meta`` without long per-sample lists.
+
+        Used where the description is embedded (checkpoints, reports); the full ``meta`` stays here.
+        """
+        out: dict[str, Any] = {"name": self.name, "label_names": list(self.label_names)}
+        for key, value in self.meta.items():
+            if isinstance(value, (list, tuple, dict)) and len(value) > max_items:
+                out[key] = f"<{len(value)} entries>"
+            else:
+                out[key] = value
+        out["counts"] = {k: len(v) for k, v in self.splits.items()}
+        return out
+
     def split(self, name: str) -> Split:
         """Return a split by name, or raise :class:`DataError` listing the available ones."""
         try:

@@ -42,9 +42,14 @@ class Conv2dEncoder(nn.Module):
         channels: Output channels of each 3x3 conv; convs after the first use stride 2 while the
             spatial size allows it.
         embed_dim: D.
+        pool: ``global`` (mean over H and W: position-invariant, for images) or ``time`` (a conv whose
+            kernel spans the remaining H, e.g. the mel axis of a spectrogram, then the mean over W: keeps
+            the frequency pattern, invariant to when the sound starts).
     """
 
-    def __init__(self, in_shape: Sequence[int], channels: Sequence[int], embed_dim: int) -> None:
+    def __init__(
+        self, in_shape: Sequence[int], channels: Sequence[int], embed_dim: int, pool: str = "global"
+    ) -> None:
         super().__init__()
         if len(in_shape) != 3:
             raise ContractError(f"a conv2d encoder needs an input shape (C, H, W); got {tuple(in_shape)}")
@@ -54,7 +59,11 @@ class Conv2dEncoder(nn.Module):
             stride = 2 if i > 0 and min(h, w) >= 4 else 1
             layers += [nn.Conv2d(c, out_c, 3, stride=stride, padding=1), nn.ReLU()]
             c = out_c
-            h, w = (h + 1) // stride, (w + 1) // stride
+            h, w = (h - 1) // stride + 1, (w - 1) // stride + 1  # 3x3 conv, padding 1
+        if pool == "time":
+            layers += [nn.Conv2d(c, c, (h, 1)), nn.ReLU()]
+        elif pool != "global":
+            raise ContractError(f"conv2d pool {pool!r} is not one of ['global', 'time']")
         self.features = nn.Sequential(*layers)
         self.proj = nn.Linear(c, embed_dim)
 
@@ -259,7 +268,9 @@ def build_model(
             )
         try:
             if kind == "conv2d":
-                encoders[spec.name] = Conv2dEncoder(spec.shape, cfg.pop("channels"), dim)
+                encoders[spec.name] = Conv2dEncoder(
+                    spec.shape, cfg.pop("channels"), dim, cfg.pop("pool", "global")
+                )
             else:
                 encoders[spec.name] = MLPEncoder(spec.shape, cfg.pop("hidden", []), dim)
         except KeyError as exc:

@@ -26,6 +26,8 @@ def reference_architecture(modalities: Sequence[ModalitySpec], embed_dim: int = 
                 "type": "conv2d",
                 "channels": list(_CHANNELS.get(spec.name, _DEFAULT_CHANNELS)),
             }
+            if spec.preprocessing.startswith("logmel"):
+                encoders[spec.name]["pool"] = "time"  # keep the frequency pattern of a spectrogram
         else:
             encoders[spec.name] = {"type": "mlp", "hidden": [64]}
     return {

@@ -309,7 +309,10 @@ def test_determinism_and_seed(fake: Path, tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.splits[split].inputs["audio"], c.splits[split].inputs["audio"])
         np.testing.assert_array_equal(a.splits[split].labels, c.splits[split].labels)
     assert a.meta["image_rows"] == b.meta["image_rows"]
-    assert a.meta["image_rows"] != c.meta["image_rows"]
+    assert a.meta["image_rows"] == c.meta["image_rows"]  # blocks: the split is fixed, the pairing is seeded
+    assert a.meta["image_index"] != c.meta["image_index"]
+    d = load_av_digits(fake, cache_dir=tmp_path, seed=1, image_split="random", **SMALL)
+    assert d.meta["image_rows"] != c.meta["image_rows"]
     assert not np.array_equal(a.splits["train"].inputs["image"], c.splits["train"].inputs["image"])
 
 
@@ -339,9 +342,13 @@ def test_real_default_splits_are_speaker_disjoint(real_ds: object) -> None:
 
 
 @needs_fsdd
-def test_real_image_rows_disjoint_and_stratified(real_ds: object) -> None:
+def test_real_image_rows_disjoint_and_blocked(real_ds: object) -> None:
     ds = real_ds
     rows = {s: set(v) for s, v in ds.meta["image_rows"].items()}
+    assert ds.meta["image_split"] == "blocks"
+    # Contiguous blocks of rows (load_digits is grouped by writer): every train row precedes every val row.
+    assert max(rows["train"]) < min(rows["val"])
+    assert max(rows["val"]) < min(rows["test"])
     assert not rows["train"] & rows["val"]
     assert not rows["train"] & rows["test"]
     assert not rows["val"] & rows["test"]
@@ -352,6 +359,16 @@ def test_real_image_rows_disjoint_and_stratified(real_ds: object) -> None:
         idx = np.array(ds.meta["image_index"][split])
         assert set(idx.tolist()) <= rows[split]
         np.testing.assert_array_equal(targets[idx], ds.splits[split].labels)  # every pair shares its label
+
+
+def test_image_split_modes() -> None:
+    labels = np.repeat(np.arange(10), 20)
+    rng = np.random.default_rng(0)
+    random = avdigits._split_image_rows(labels, rng, "random")
+    for split, idx in random.items():
+        assert np.bincount(labels[idx], minlength=10).min() > 0, split
+    with pytest.raises(DataError, match=r"image_split='writers'"):
+        avdigits._split_image_rows(labels, rng, "writers")
 
 
 @needs_fsdd

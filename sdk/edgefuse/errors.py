@@ -22,6 +22,7 @@ __all__ = [
     "FusionTypeError",
     "ProfileError",
     "closest_match",
+    "did_you_mean",
 ]
 
 
@@ -69,3 +70,9 @@ def closest_match(value: str, allowed: Iterable[str]) -> str | None:
     """
     matches = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def did_you_mean(value: str, allowed: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest allowed value, or ``""`` when none is close."""
+    hint = closest_match(value, allowed)
+    return f" (did you mean {hint!r}?)" if hint else ""

@@ -79,7 +79,7 @@ def parse_sets(text: str, known: Sequence[str]) -> list[tuple[str, ...]]:
     Raises:
         ContractError: For an empty set, an unknown modality (with the closest match) or a duplicate.
     """
-    from edgefuse.errors import closest_match
+    from edgefuse.errors import did_you_mean
 
     out: list[tuple[str, ...]] = []
     for chunk in text.split(","):
@@ -88,10 +88,8 @@ def parse_sets(text: str, known: Sequence[str]) -> list[tuple[str, ...]]:
             raise ContractError(f"empty modality set in {text!r}; write sets like 'audio+image,audio'")
         for n in names:
             if n not in known:
-                hint = closest_match(n, known)
                 raise ContractError(
-                    f"unknown modality {n!r} in {text!r}; known: {list(known)}"
-                    + (f" (did you mean {hint!r}?)" if hint else "")
+                    f"unknown modality {n!r} in {text!r}; known: {list(known)}{did_you_mean(n, known)}"
                 )
         ordered = tuple(n for n in known if n in names)
         if ordered in out:
@@ -311,13 +309,16 @@ class GridResult:
                         continue
                     c = self.cell(method, s, t)
                     lines.append(
-                        f"| {format_set(s)} | {format_set(t)} | {c['scenario']} | {_pm(c['retention'])} | {_pm(c['drop'])} | "
+                        f"| {format_set(s)} | {format_set(t)} | {c['scenario']} | {_pm(c['retention'], sign=False)} | {_pm(c['drop'])} | "
                         f"{_pm(c['gap_to_specialist'])} | {_pm(c['added_gain'])} |"
                     )
             mr = [(s, self.mean_retention(method, s)) for s in rows]
             mr = [(s, v) for s, v in mr if v is not None]
             if mr:
-                lines += ["", "Mean retention: " + "; ".join(f"{format_set(s)}: {_pm(v)}" for s, v in mr)]
+                lines += [
+                    "",
+                    "Mean retention: " + "; ".join(f"{format_set(s)}: {_pm(v, sign=False)}" for s, v in mr),
+                ]
             lines.append("")
         imp = self.improvements()
         if imp:
@@ -339,10 +340,9 @@ class GridResult:
 
     def heatmap(self, path: str | Path) -> Path:
         """Save a heatmap PNG of mean ``P(S→T)`` (one panel per method), cells labelled with the scenario."""
-        import matplotlib
+        from edgefuse.plots import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         import numpy as np
 
         methods = self.methods
@@ -376,11 +376,7 @@ class GridResult:
                     )
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="top-1 accuracy")
         fig.suptitle(f"P(S→T) on the {self.split} split, mean over {len(self.seeds)} seed(s)")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
     def write_report(self, folder: str | Path) -> dict[str, Path]:
         """Write ``grid.json``, ``grid.md`` and ``heatmap.png`` into ``folder``."""
@@ -424,10 +420,10 @@ def _factor(kind: str, base: Mapping[str, float], var: Mapping[str, float]) -> d
     return {"factor": f, "verdict": f"gain {f:.2f}x the baseline's"}
 
 
-def _pm(v: Mapping[str, float] | None) -> str:
+def _pm(v: Mapping[str, float] | None, sign: bool = True) -> str:
     if v is None:
         return "–"
-    return f"{v['mean']:+.3f} ± {v['std']:.3f}" if "mean" in v else str(v)
+    return f"{v['mean']:{'+' if sign else ''}.3f} ± {v['std']:.3f}"
 
 
 def evaluate_grid(

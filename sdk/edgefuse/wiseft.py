@@ -104,10 +104,9 @@ class WiseFTResult:
 
     def plot(self, path: str | Path) -> Path:
         """Save accuracy per test set and mean retention against α as a PNG."""
-        import matplotlib
+        from edgefuse.plots import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         alphas = [r["alpha"] for r in self.rows]
         fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -119,11 +118,7 @@ class WiseFTResult:
         ax.set_ylabel(f"{self.split} split")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
     def write(self, folder: str | Path) -> dict[str, Path]:
         """Write ``wiseft.json``, ``wiseft.md`` and ``wiseft.png`` into ``folder``."""

@@ -34,7 +34,7 @@ import numpy as np
 from edgefuse.data import audio as _audio
 from edgefuse.data.audio import AudioFeatureConfig
 from edgefuse.data.base import MultimodalDataset, Split
-from edgefuse.errors import DataError, closest_match
+from edgefuse.errors import DataError, did_you_mean
 from edgefuse.specs import ModalitySpec
 
 __all__ = [
@@ -357,10 +357,9 @@ def _check_speakers(split_speakers: dict[str, tuple[str, ...]], found: list[str]
                 )
             seen[spk] = split
             if spk not in found:
-                hint = closest_match(spk, found)
                 raise DataError(
                     f"{split} speaker {spk!r} has no recordings in {folder}; speakers found: {found}"
-                    + (f"; did you mean {hint!r}?" if hint else "")
+                    f"{did_you_mean(spk, found)}"
                 )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgefuse.data.base import MultimodalDataset
-from edgefuse.errors import DataError, closest_match
+from edgefuse.errors import DataError, did_you_mean
 
 __all__ = ["DATASETS", "load_dataset"]
 
@@ -49,8 +49,4 @@ def load_dataset(
 
         kwargs = {"modalities": tuple(modalities)} if modalities else {}
         return make_synthetic(seed=seed, **kwargs)
-    hint = closest_match(name, DATASETS)
-    raise DataError(
-        f"unknown dataset {name!r}; available: {list(DATASETS)}"
-        + (f" (did you mean {hint!r}?)" if hint else "")
-    )
+    raise DataError(f"unknown dataset {name!r}; available: {list(DATASETS)}{did_you_mean(name, DATASETS)}")

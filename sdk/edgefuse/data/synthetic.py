@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgefuse.data.base import MultimodalDataset, Split
-from edgefuse.errors import DataError, closest_match
+from edgefuse.errors import DataError, did_you_mean
 from edgefuse.specs import ModalitySpec
 
 __all__ = ["SYNTHETIC_SHAPES", "make_synthetic"]
@@ -108,10 +108,8 @@ def make_synthetic(
         raise DataError(f"make_synthetic needs at least one modality; choose from {list(SYNTHETIC_SHAPES)}")
     for m in modalities:
         if m not in SYNTHETIC_SHAPES:
-            hint = closest_match(m, SYNTHETIC_SHAPES)
             raise DataError(
-                f"unknown synthetic modality {m!r}; allowed: {list(SYNTHETIC_SHAPES)}"
-                + (f" (did you mean {hint!r}?)" if hint else "")
+                f"unknown synthetic modality {m!r}; allowed: {list(SYNTHETIC_SHAPES)}{did_you_mean(m, SYNTHETIC_SHAPES)}"
             )
     if len(set(modalities)) != len(modalities):
         raise DataError(f"modalities {list(modalities)} name a modality twice; list each once")

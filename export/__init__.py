@@ -1,5 +1,18 @@
-"""Exporters from PyTorch to ONNX, TFLite (LiteRT), Core ML and TensorRT (imports torch lazily)."""
+"""Exporters from PyTorch to ONNX, TFLite (LiteRT), Core ML and TensorRT, per device profile.
+
+``edgefuse.export.export(checkpoint, profile, formats, out, ...)`` runs the staged pipeline
+(:mod:`edgefuse.export.pipeline`); importing this package is light (torch is imported when exporting).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any
+
+__all__ = ["export"]
+
+
+def export(*args: Any, **kwargs: Any) -> Any:
+    """Export a checkpoint for a device profile; see :func:`edgefuse.export.pipeline.export`."""
+    from edgefuse.export.pipeline import export as run
+
+    return run(*args, **kwargs)

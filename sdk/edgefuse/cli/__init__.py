@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "edgefuse.cli.train",
     "robustness": "edgefuse.cli.robustness",
     "wise-ft": "edgefuse.cli.wiseft",
+    "export": "edgefuse.cli.export",
 }
 
 

@@ -1,0 +1,144 @@
+"""The graphs an artifact is made of, as small torch modules with named inputs and outputs.
+
+* Split layout (default): one :class:`EncoderGraph` per exported modality (``[B, *shape] -> [B, D]``,
+  output ``embedding``) and one :class:`HeadGraph` (``fused [B, D] -> logits [B, C]``). The fusion
+  between them runs in the C++ kernel on the device, with the parameters stored in the manifest.
+* Monolithic layout: one :class:`MonolithicGraph` taking every exported modality plus a bool
+  ``presence`` mask ``[B, M]``; fusion is written with ``torch.where`` so NaN in an absent input cannot
+  leak into the result. Every encoder runs on every row (a static graph cannot skip work).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from edgefuse.models.contract import MultimodalModel
+from edgefuse.models.fusion import MaskedFusion
+from torch import Tensor, nn
+
+__all__ = ["EncoderGraph", "GraphSpec", "HeadGraph", "IOSpec", "MonolithicGraph", "build_graphs"]
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """A graph input or output: name, shape without batch, dtype name."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        """JSON form (the batch dimension is written as -1)."""
+        return {"name": self.name, "shape": [-1, *self.shape], "dtype": self.dtype}
+
+
+@dataclass
+class GraphSpec:
+    """One graph to convert: a torch module, its positional inputs and its outputs."""
+
+    name: str
+    role: str
+    module: nn.Module
+    inputs: tuple[IOSpec, ...]
+    outputs: tuple[IOSpec, ...]
+
+    def example(self, batch: int, seed: int = 0) -> tuple[Tensor, ...]:
+        """Example inputs for tracing/conversion (random floats; presence masks all True)."""
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for spec in self.inputs:
+            if spec.dtype == "bool":
+                out.append(torch.ones(batch, *spec.shape, dtype=torch.bool))
+            else:
+                out.append(torch.randn(batch, *spec.shape, generator=g))
+        return tuple(out)
+
+
+class EncoderGraph(nn.Module):
+    """One modality's encoder: ``x [B, *shape] -> embedding [B, D]``."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode."""
+        return self.encoder(x)
+
+
+class HeadGraph(nn.Module):
+    """The classification head: ``fused [B, D] -> logits [B, C]``."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, fused: Tensor) -> Tensor:
+        """Classify."""
+        return self.head(fused)
+
+
+class MonolithicGraph(nn.Module):
+    """Every exported encoder, the masked fusion (with ``where``) and the head in one graph.
+
+    Args:
+        model: The contract model.
+        modalities: The exported modalities (a subset of the model's, in model order).
+    """
+
+    def __init__(self, model: MultimodalModel, modalities: Sequence[str]) -> None:
+        super().__init__()
+        self.names = list(modalities)
+        self.encoders = nn.ModuleList([model.encoders[n] for n in self.names])
+        self.fusion = restricted_fusion(model.fusion, [model.modality_names.index(n) for n in self.names])
+        self.head = model.head
+
+    def forward(self, *args: Tensor) -> Tensor:
+        """``forward(x_1, ..., x_M, presence)`` -> logits."""
+        *xs, presence = args
+        emb = torch.stack([enc(x) for enc, x in zip(self.encoders, xs, strict=True)], dim=1)
+        return self.head(self.fusion(emb, presence))
+
+
+def restricted_fusion(fusion: MaskedFusion, columns: Sequence[int]) -> MaskedFusion:
+    """A :class:`MaskedFusion` over a subset of the modalities, with identical math on that subset.
+
+    Renormalising over the present modalities makes this exact: absent columns never contribute.
+    """
+    sub = MaskedFusion(len(columns), fusion.dim, eps=fusion.eps, affine=fusion.norm.weight is not None)
+    with torch.no_grad():
+        sub.log_weights.copy_(fusion.log_weights.detach()[list(columns)])
+        if fusion.norm.weight is not None:
+            sub.norm.weight.copy_(fusion.norm.weight)
+            sub.norm.bias.copy_(fusion.norm.bias)
+    return sub.eval()
+
+
+def build_graphs(model: MultimodalModel, modalities: Sequence[str], monolithic: bool) -> list[GraphSpec]:
+    """The graphs of an artifact for ``modalities`` (the ones the profile's sensors provide)."""
+    specs = {m.name: m for m in model.modalities}
+    d = model.embed_dim
+    c = len(model.label_names)
+    if monolithic:
+        inputs = tuple(IOSpec(n, specs[n].shape, specs[n].dtype) for n in modalities)
+        inputs += (IOSpec("presence", (len(modalities),), "bool"),)
+        module = MonolithicGraph(model, modalities).eval()
+        return [GraphSpec("model", "monolithic", module, inputs, (IOSpec("logits", (c,)),))]
+    graphs = [
+        GraphSpec(
+            f"encoder_{n}",
+            f"encoder:{n}",
+            EncoderGraph(model.encoders[n]).eval(),
+            (IOSpec(n, specs[n].shape, specs[n].dtype),),
+            (IOSpec("embedding", (d,)),),
+        )
+        for n in modalities
+    ]
+    graphs.append(
+        GraphSpec(
+            "head", "head", HeadGraph(model.head).eval(), (IOSpec("fused", (d,)),), (IOSpec("logits", (c,)),)
+        )
+    )
+    return graphs

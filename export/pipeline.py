@@ -1,0 +1,551 @@
+"""The staged export pipeline: prepare -> convert -> validate -> write.
+
+* **prepare**: load and check the checkpoint (model contract), resolve the device profile, keep the
+  modalities its sensors provide (the others are not exported at all), list the presence patterns the
+  device can produce (every non-empty subset of those modalities), refuse an existing output folder
+  without ``overwrite`` — all before any conversion starts.
+* **convert**: one graph per exported encoder + the head (split) or one graph (monolithic), per format,
+  into a temporary folder beside the output.
+* **validate** (always): every file is inspected against its graph spec; where the format's runtime is
+  installed here, parity against PyTorch runs for every presence pattern at batch sizes 1 and 7, per
+  output (encoders' embeddings, the head's logits, and end-to-end logits through the C++ fusion
+  kernel); fp16 also checks top-1 agreement on a labelled split when one is given.
+* **write**: bundled reference inputs/outputs (``reference.npz``), the manifest with every file's sha256,
+  then one rename of the temporary folder onto the output: a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgefuse.errors import BackendUnavailableError, did_you_mean
+from edgefuse.export.errors import ExportError, ParityError
+from edgefuse.export.formats import FORMATS, get_exporter
+from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner
+from edgefuse.export.graphs import GraphSpec, build_graphs
+from edgefuse.export.parity import Comparison, compare, raise_on_failures
+
+__all__ = ["ExportReport", "FormatResult", "export"]
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16")
+PARITY_BATCHES = (1, 7)
+REFERENCE_BATCH = 2
+FP16_MIN_AGREEMENT = 0.995
+
+
+@dataclass
+class FormatResult:
+    """What happened for one format."""
+
+    format: str
+    status: str  # "ok" | "unavailable" | "failed"
+    folder: Path | None = None
+    reason: str | None = None
+    parity: list[dict[str, Any]] = field(default_factory=list)
+    parity_ran: bool = False
+    seconds: float = 0.0
+    agreement: float | None = None
+
+
+@dataclass
+class ExportReport:
+    """The outcome of :func:`export` for every requested format."""
+
+    profile: str
+    modalities: list[str]
+    patterns: list[list[str]]
+    results: list[FormatResult]
+
+    @property
+    def ok(self) -> bool:
+        """True when no format failed (unavailable ones are reported, not failures)."""
+        return all(r.status != "failed" for r in self.results)
+
+
+@dataclass
+class _Job:
+    """Everything one export shares across formats (built once in the prepare stage)."""
+
+    model: Any
+    exported: list[str]
+    patterns: list[tuple[str, ...]]
+    graphs: list[GraphSpec]
+    fusion: dict[str, Any]
+    plan: BatchPlan
+    precision: str
+    monolithic: bool
+    profile: Any
+    checkpoint: dict[str, Any]
+    overwrite: bool
+    agreement_split: Any
+    say: Callable[[str], None]
+
+
+def _toolchain() -> dict[str, str]:
+    out = {}
+    for pkg in (
+        "edgefuse",
+        "torch",
+        "numpy",
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
+        "litert-torch",
+        "ai-edge-litert",
+        "coremltools",
+        "tensorrt",
+    ):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _patterns(modalities: Sequence[str]) -> list[tuple[str, ...]]:
+    return [c for k in range(len(modalities), 0, -1) for c in itertools.combinations(modalities, k)]
+
+
+def _inputs(model: Any, pattern: Sequence[str], batch: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        m.name: rng.standard_normal((batch, *m.shape)).astype(np.float32)
+        for m in model.modalities
+        if m.name in pattern
+    }
+
+
+def _torch_reference(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        t = {k: torch.from_numpy(v) for k, v in inputs.items()}
+        out = {f"embedding:{k}": model.encoders[k](v).numpy() for k, v in t.items()}
+        out["logits"] = model(t).numpy()
+    return out
+
+
+class _ArtifactRunner:
+    """Runs a converted artifact the way the runtime will: encoders of present modalities -> kernel -> head."""
+
+    def __init__(
+        self, runners: dict[str, Runner], modalities: list[str], fusion: dict[str, Any], monolithic: bool
+    ) -> None:
+        self.runners, self.modalities, self.fusion, self.monolithic = runners, modalities, fusion, monolithic
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from edgefuse import _fusion
+
+        batch = len(next(iter(inputs.values())))
+        if self.monolithic:
+            feed = {
+                m: inputs.get(m, np.full((batch, *self.fusion["shapes"][m]), np.nan, np.float32))
+                for m in self.modalities
+            }
+            feed["presence"] = np.array([[m in inputs for m in self.modalities]] * batch, dtype=bool)
+            return {"logits": self.runners["model"](feed)["logits"]}
+        out: dict[str, np.ndarray] = {}
+        embeddings: list[np.ndarray | None] = []
+        for m in self.modalities:
+            if m in inputs:
+                out[f"embedding:{m}"] = np.ascontiguousarray(
+                    self.runners[f"encoder_{m}"]({m: inputs[m]})["embedding"], dtype=np.float32
+                )
+                embeddings.append(out[f"embedding:{m}"])
+            else:
+                embeddings.append(None)
+        f = self.fusion
+        fused = _fusion.fuse(embeddings, None, f["weights"], f["gamma"], f["beta"], f["eps"])
+        out["logits"] = self.runners["head"]({"fused": fused})["logits"]
+        return out
+
+
+def _fusion_params(model: Any, modalities: list[str]) -> dict[str, Any]:
+    params = model.fusion.fusion_parameters()
+    idx = [model.modality_names.index(m) for m in modalities]
+    return {
+        "weights": np.ascontiguousarray(params["weights"][idx], np.float32),
+        "gamma": params.get("gamma"),
+        "beta": params.get("beta"),
+        "eps": float(params["eps"]),
+        "shapes": {m.name: m.shape for m in model.modalities},
+    }
+
+
+def _parity(
+    exporter: FormatExporter,
+    run: _ArtifactRunner,
+    model: Any,
+    patterns: list[tuple[str, ...]],
+    precision: str,
+    monolithic: bool,
+) -> list[Comparison]:
+    results = []
+    for p_i, pattern in enumerate(patterns):
+        for batch in PARITY_BATCHES:
+            inputs = _inputs(model, pattern, batch, seed=1000 * p_i + batch)
+            expected = _torch_reference(model, inputs)
+            actual = run(inputs)
+            label = "+".join(pattern)
+            for key, value in actual.items():
+                graph = (
+                    "model"
+                    if monolithic
+                    else ("head+fusion" if key == "logits" else f"encoder_{key.split(':')[1]}")
+                )
+                results.append(
+                    compare(
+                        value,
+                        expected[key],
+                        backend=exporter.backend,
+                        precision=precision,
+                        graph=graph,
+                        output=key.split(":")[0],
+                        pattern=label,
+                        batch=batch,
+                    )
+                )
+    return results
+
+
+def _agreement(
+    run: _ArtifactRunner, model: Any, split: Any, modalities: list[str], batch: int = 256
+) -> float:
+    """Top-1 agreement between the artifact and PyTorch on a labelled split (all exported modalities)."""
+    import torch
+
+    agree = total = 0
+    for start in range(0, len(split), batch):
+        inputs = {m: np.ascontiguousarray(split.inputs[m][start : start + batch]) for m in modalities}
+        with torch.no_grad():
+            ref = model({k: torch.from_numpy(v) for k, v in inputs.items()}).numpy().argmax(1)
+        got = run(inputs)["logits"].argmax(1)
+        agree += int((ref == got).sum())
+        total += len(ref)
+    return agree / max(1, total)
+
+
+def _load_model(checkpoint: Any) -> tuple[Any, dict[str, Any]]:
+    from edgefuse.checkpoint import load_checkpoint
+    from edgefuse.models.contract import MultimodalModel
+
+    if isinstance(checkpoint, MultimodalModel):
+        return checkpoint.eval(), {"path": None, "weights_sha256": None}
+    ckpt = load_checkpoint(checkpoint)
+    return ckpt.model, {
+        "path": str(ckpt.path),
+        "weights_sha256": ckpt.info["weights_sha256"],
+        "dataset": ckpt.info.get("dataset", {}).get("name"),
+    }
+
+
+def export(
+    checkpoint: Any,
+    profile: Any,
+    formats: Sequence[str] | str = ("onnx",),
+    out: str | Path = "out/export",
+    *,
+    precision: str = "fp32",
+    monolithic: bool = False,
+    overwrite: bool = False,
+    batch: BatchPlan | None = None,
+    agreement_split: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> ExportReport:
+    """Export a contract model for a device profile.
+
+    Args:
+        checkpoint: A checkpoint folder or a :class:`~edgefuse.models.contract.MultimodalModel`.
+        profile: A profile id (``vendor/device``), a path to a profile TOML, or a DeviceProfile.
+        formats: Format names, or ``"all"``. With one format, ``out`` is the artifact folder; with
+            several, each goes to ``out/<format>``.
+        out: Output folder.
+        precision: ``fp32`` or ``fp16``; must be one the profile lists.
+        monolithic: One graph with a bool presence input instead of the split layout.
+        overwrite: Replace existing artifact folders (only after the new one is complete).
+        batch: Batch handling (default: dynamic 1..64; fixed sizes from the profile's ``batch_sizes``).
+        agreement_split: A labelled split for the fp16 top-1 agreement check (>= 99.5%).
+        progress: Callback with a short message per stage.
+
+    Returns:
+        The :class:`ExportReport`. Formats that cannot run here are ``unavailable`` with the reason
+        (TensorRT still gets the validated ONNX it would consume, in ``<out>/tensorrt-onnx``).
+
+    Raises:
+        ExportError: Unknown format/precision (with the closest match), a profile whose sensors
+            provide none of the model's modalities, a precision the profile does not list, or an
+            existing output without ``overwrite``.
+        ParityError: When an artifact's outputs differ from PyTorch beyond the tolerance.
+        BackendUnavailableError: When the only requested format cannot be converted here.
+    """
+    from edgefuse.profiles import DeviceProfile, get_profile
+
+    say = progress or (lambda _msg: None)
+    # ---- prepare ---------------------------------------------------------------------------------------
+    requested = [formats] if isinstance(formats, str) else list(formats)
+    names = list(FORMATS) if requested == ["all"] else requested
+    for f in names:
+        if f not in FORMATS:
+            raise ExportError(
+                f"unknown format {f!r}; allowed: {[*FORMATS, 'all']}{did_you_mean(f, [*FORMATS, 'all'])}"
+            )
+    if precision not in PRECISIONS:
+        raise ExportError(
+            f"unknown precision {precision!r}; allowed: {list(PRECISIONS)}{did_you_mean(precision, PRECISIONS)}"
+        )
+    prof = profile if isinstance(profile, DeviceProfile) else get_profile(str(profile))
+    if precision not in prof.precisions:
+        raise ExportError(
+            f"profile {prof.id!r} lists precisions {list(prof.precisions)}; {precision!r} is not one of them "
+            f"(choose one of {[p for p in prof.precisions if p in PRECISIONS]})"
+        )
+    out = Path(out)
+    targets = {f: (out if len(names) == 1 else out / f) for f in names}
+    for folder in targets.values():
+        if folder.exists() and not overwrite:
+            raise ExportError(
+                f"{folder} already exists; pass overwrite=True (--overwrite) or choose another --out"
+            )
+    say("loading checkpoint")
+    model, ckpt_info = _load_model(checkpoint)
+    exported = [m for m in model.modality_names if m in prof.modalities]
+    if not exported:
+        raise ExportError(
+            f"profile {prof.id!r} has sensors providing {list(prof.modalities)}, none of the model's modalities "
+            f"{list(model.modality_names)}: nothing to export for this device"
+        )
+    patterns = _patterns(exported)
+    plan = batch or BatchPlan(fixed=tuple(sorted(set(prof.batch_sizes) | {1})))
+    graphs = build_graphs(model, exported, monolithic)
+    fusion = _fusion_params(model, exported)
+    job = _Job(
+        model,
+        exported,
+        patterns,
+        graphs,
+        fusion,
+        plan,
+        precision,
+        monolithic,
+        prof,
+        ckpt_info,
+        overwrite,
+        agreement_split,
+        say,
+    )
+    results: list[FormatResult] = []
+    for fmt in names:
+        t0 = time.perf_counter()
+        exporter = get_exporter(fmt)
+        reason = exporter.unavailable_reason()
+        if reason:
+            results.append(_unavailable(fmt, reason, exporter, targets[fmt], job))
+            continue
+        say(f"{fmt}: converting {len(graphs)} graph(s)")
+        result = _export_one(exporter, fmt, targets[fmt], job)
+        result.seconds = time.perf_counter() - t0
+        results.append(result)
+    report = ExportReport(prof.id, exported, [list(p) for p in patterns], results)
+    if len(names) == 1 and results[0].status == "unavailable":
+        raise BackendUnavailableError(results[0].reason or "unavailable")
+    return report
+
+
+def _unavailable(fmt: str, reason: str, exporter: FormatExporter, target: Path, job: _Job) -> FormatResult:
+    """A format that cannot run here: TensorRT still gets the ONNX it would consume, validated."""
+    if fmt != "tensorrt" or not hasattr(exporter, "write_onnx_for_tensorrt"):
+        return FormatResult(fmt, "unavailable", reason=reason)
+    from edgefuse.export.formats.onnx import OnnxExporter
+
+    onnx_exporter = OnnxExporter()
+    missing = onnx_exporter.unavailable_reason()
+    if missing:
+        return FormatResult(
+            fmt, "unavailable", reason=f"{reason}; the ONNX for TensorRT was not written either: {missing}"
+        )
+    folder = target.with_name(
+        f"{target.name}-onnx" if target.name == "tensorrt" else f"{target.name}-tensorrt-onnx"
+    )
+    if folder.exists() and not job.overwrite:
+        raise ExportError(
+            f"{folder} already exists; pass overwrite=True (--overwrite) or choose another --out"
+        )
+    job.say("tensorrt: unavailable here; writing the ONNX it would consume")
+    tmp = Path(tempfile.mkdtemp(prefix=".edgefuse-export-", dir=_mkparent(folder)))
+    try:
+        converted = {g.name: exporter.write_onnx_for_tensorrt(g, tmp, job.plan) for g in job.graphs}
+        for g in job.graphs:
+            onnx_exporter.inspect(tmp, converted[g.name], g)
+        note = f"ONNX input for a TensorRT engine; the engine was not built here: {reason}"
+        _write_artifact(tmp, folder, onnx_exporter, "onnx", converted, job, [], precision="fp32", notes=note)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FormatResult(
+        fmt, "unavailable", folder=folder, reason=f"{reason}. The ONNX TensorRT would consume is in {folder}."
+    )
+
+
+def _mkparent(folder: Path) -> Path:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return folder.parent
+
+
+def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> FormatResult:
+    """Convert, validate (always) and write one format; nothing is left behind on failure."""
+    tmp = Path(tempfile.mkdtemp(prefix=".edgefuse-export-", dir=_mkparent(target)))
+    try:
+        converted = {g.name: exporter.convert(g, tmp, job.precision, job.plan) for g in job.graphs}
+        job.say(f"{fmt}: validating")
+        for g in job.graphs:
+            exporter.inspect(tmp, converted[g.name], g)
+        parity: list[Comparison] = []
+        agreement = None
+        runner_reason = exporter.runner_unavailable_reason()
+        if runner_reason is None:
+            runners = {g.name: exporter.load_runner(tmp, converted[g.name], g) for g in job.graphs}
+            run = _ArtifactRunner(runners, job.exported, job.fusion, job.monolithic)
+            parity = _parity(exporter, run, job.model, job.patterns, job.precision, job.monolithic)
+            raise_on_failures(parity, f"{fmt} ({job.precision}) export for {job.profile.id}")
+            if job.precision == "fp16" and job.agreement_split is not None:
+                agreement = _agreement(run, job.model, job.agreement_split, job.exported)
+                if agreement < FP16_MIN_AGREEMENT:
+                    raise ParityError(
+                        f"{fmt} fp16: top-1 agreement with PyTorch is {agreement:.2%} on the labelled split; "
+                        f"at least {FP16_MIN_AGREEMENT:.1%} is required (export fp32 instead)"
+                    )
+        else:
+            job.say(f"{fmt}: {runner_reason}; validated from the saved files only")
+        records = [c.to_dict() for c in parity]
+        _write_artifact(
+            tmp,
+            target,
+            exporter,
+            fmt,
+            converted,
+            job,
+            records,
+            agreement=agreement,
+            runner_reason=runner_reason,
+        )
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FormatResult(
+        fmt,
+        "ok",
+        folder=target,
+        parity=records,
+        parity_ran=runner_reason is None,
+        reason=runner_reason,
+        agreement=agreement,
+    )
+
+
+def _write_artifact(
+    tmp: Path,
+    target: Path,
+    exporter: FormatExporter,
+    fmt: str,
+    converted: dict[str, Converted],
+    job: _Job,
+    parity: list[dict[str, Any]],
+    *,
+    precision: str | None = None,
+    notes: str | None = None,
+    agreement: float | None = None,
+    runner_reason: str | None = None,
+) -> None:
+    """Write reference.npz and the manifest into ``tmp``, then move it onto ``target``."""
+    from edgefuse import __version__
+    from edgefuse.export.parity import tolerance
+    from edgefuse.manifest import MANIFEST_SCHEMA_VERSION, Manifest, file_entry
+
+    model, graphs, fusion = job.model, job.graphs, job.fusion
+    precision = precision or job.precision
+    ref_cases = []
+    arrays: dict[str, np.ndarray] = {}
+    for i, pattern in enumerate(job.patterns):
+        label = "+".join(pattern)
+        inputs = _inputs(model, pattern, REFERENCE_BATCH, seed=7_000 + i)
+        expected = _torch_reference(model, inputs)
+        for k, v in inputs.items():
+            arrays[f"{label}/input/{k}"] = v
+        arrays[f"{label}/logits"] = expected["logits"]
+        ref_cases.append({"pattern": list(pattern), "batch": REFERENCE_BATCH})
+    np.savez(tmp / "reference.npz", **arrays)
+    specs = {m.name: m for m in model.modalities}
+    files = [file_entry(tmp, rel, g.role) for g in graphs for rel in converted[g.name].files]
+    files.append(file_entry(tmp, "reference.npz", "reference"))
+    data = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "edgefuse_version": __version__,
+        "toolchain": _toolchain(),
+        "profile": job.profile.id,
+        "format": fmt,
+        "precision": precision,
+        "layout": "monolithic" if graphs[0].role == "monolithic" else "split",
+        "modalities": [
+            {**specs[m].to_dict(), "graph": "model" if graphs[0].role == "monolithic" else f"encoder_{m}"}
+            for m in job.exported
+        ],
+        "model_modalities": list(model.modality_names),
+        "label_names": list(model.label_names),
+        "fusion": {
+            "weights": fusion["weights"].tolist(),
+            "gamma": None if fusion["gamma"] is None else fusion["gamma"].tolist(),
+            "beta": None if fusion["beta"] is None else fusion["beta"].tolist(),
+            "eps": fusion["eps"],
+            "dim": int(model.embed_dim),
+        },
+        "graphs": {
+            g.name: {
+                "role": g.role,
+                "files": converted[g.name].files,
+                "inputs": [i.to_dict() for i in g.inputs],
+                "outputs": [o.to_dict() for o in g.outputs],
+                "batch": converted[g.name].batch,
+                "details": converted[g.name].details,
+            }
+            for g in graphs
+        },
+        "files": files,
+        "parity": parity,
+        "reference": {
+            "file": "reference.npz",
+            "cases": ref_cases,
+            "tolerance": dict(zip(("atol", "rtol"), tolerance(exporter.backend, precision), strict=True)),
+            "backend": exporter.backend,
+        },
+        "checkpoint": job.checkpoint,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if notes or agreement is not None or runner_reason:
+        data["notes"] = {"note": notes, "fp16_top1_agreement": agreement, "parity_not_run": runner_reason}
+    Manifest(data=data, root=tmp).write()
+    _replace_folder(tmp, target, job.overwrite)
+
+
+def _replace_folder(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Move the finished temporary folder onto ``target``; an old artifact is removed only afterwards."""
+    if target.exists():
+        if not overwrite:
+            raise ExportError(f"{target} already exists; pass overwrite=True (--overwrite)")
+        backup = target.with_name(f".{target.name}.old-{time.time_ns()}")
+        target.rename(backup)
+        tmp.rename(target)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        tmp.rename(target)

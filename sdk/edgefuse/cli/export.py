@@ -1,0 +1,119 @@
+"""``edgefuse export``: export a checkpoint for a device profile, with parity checked and a manifest."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register the subcommand."""
+    p = sub.add_parser("export", help="export a checkpoint for a device profile", description=__doc__)
+    p.add_argument("checkpoint", help="checkpoint folder (from `edgefuse train`)")
+    p.add_argument(
+        "--profile", required=True, help="device profile id (see `edgefuse profiles list`) or a TOML path"
+    )
+    p.add_argument("--format", default="onnx", help="onnx, tflite, coreml, tensorrt, or all")
+    p.add_argument("--precision", default="fp32", help="fp32 or fp16 (must be listed by the profile)")
+    p.add_argument("--monolithic", action="store_true", help="one graph with a bool presence input")
+    p.add_argument(
+        "--out", required=True, help="artifact folder (with --format all: one subfolder per format)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing artifact folders")
+    p.add_argument("--fsdd", default=None, help="FSDD folder for the fp16 top-1 agreement check on AV-digits")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export and print a summary table (or JSON). Exit 1 when a format failed parity."""
+    import json
+
+    from edgefuse.export.pipeline import export
+
+    agreement = _agreement_split(args) if args.precision == "fp16" else None
+    if args.json:
+        report = export(
+            args.checkpoint,
+            args.profile,
+            args.format,
+            args.out,
+            precision=args.precision,
+            monolithic=args.monolithic,
+            overwrite=args.overwrite,
+            agreement_split=agreement,
+        )
+    else:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        with console.status("exporting") as status:
+            report = export(
+                args.checkpoint,
+                args.profile,
+                args.format,
+                args.out,
+                precision=args.precision,
+                monolithic=args.monolithic,
+                overwrite=args.overwrite,
+                agreement_split=agreement,
+                progress=lambda msg: status.update(msg),
+            )
+    rows = [
+        {
+            "format": r.format,
+            "status": r.status,
+            "folder": None if r.folder is None else str(r.folder),
+            "seconds": round(r.seconds, 2),
+            "parity_checks": len(r.parity),
+            "max_abs_diff": max((c["max_abs"] for c in r.parity), default=None),
+            "fp16_agreement": r.agreement,
+            "note": r.reason,
+        }
+        for r in report.results
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "profile": report.profile,
+                    "modalities": report.modalities,
+                    "patterns": report.patterns,
+                    "results": rows,
+                },
+                indent=2,
+            )
+        )
+        return 0 if report.ok else 1
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"export for {report.profile}: modalities {', '.join(report.modalities)}; "
+        f"{len(report.patterns)} presence pattern(s)"
+    )
+    for col in ("format", "status", "seconds", "parity checks", "max |Δ| vs torch", "folder / reason"):
+        table.add_column(col)
+    for r in rows:
+        diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
+        where = r["folder"] or ""
+        if r["note"]:
+            where = f"{where}\n{r['note']}" if where else r["note"]
+        table.add_row(r["format"], r["status"], f"{r['seconds']:.1f}", str(r["parity_checks"]), diff, where)
+    Console().print(table)
+    return 0 if report.ok else 1
+
+
+def _agreement_split(args: argparse.Namespace) -> Any:
+    """The AV-digits test split, for checkpoints trained on it (fp16 agreement); None otherwise."""
+    from edgefuse.checkpoint import read_checkpoint_info
+
+    info = read_checkpoint_info(args.checkpoint)
+    dataset = info.get("dataset", {})
+    if dataset.get("name") != "av-digits":
+        return None
+    from edgefuse.data.avdigits import load_av_digits
+
+    return load_av_digits(
+        args.fsdd, degrade_image=dataset.get("degrade_image"), seed=dataset.get("seed", 0)
+    ).split("test")

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 monolithic=args.monolithic,
                 overwrite=args.overwrite,
                 agreement_split=agreement,
-                progress=lambda msg: status.update(msg),
+                progress=status.update,
             )
     rows = [
         {

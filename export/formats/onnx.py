@@ -65,6 +65,7 @@ def export_onnx(graph: GraphSpec, path: Path, batch: BatchPlan, exporter: str = 
                     input_names=names_in,
                     output_names=names_out,
                     dynamic_shapes=shapes,
+                    external_data=False,  # one self-contained file per graph (hashed in the manifest)
                     opset_version=OPSET,
                     verbose=False,
                 )
@@ -88,9 +89,14 @@ def export_onnx(graph: GraphSpec, path: Path, batch: BatchPlan, exporter: str = 
 
 
 def _remove_unused_inputs(path: Path) -> list[str]:
+    """Drop graph inputs no node consumes; the file is saved self-contained (no external data)."""
     import onnx
 
     model = onnx.load(str(path))
+    sidecar = path.with_name(path.name + ".data")
+    if sidecar.exists():  # an exporter that wrote external data anyway: fold it back into one file
+        onnx.save(model, str(path), save_as_external_data=False)
+        sidecar.unlink()
     used = {name for node in model.graph.node for name in node.input}
     used |= {o.name for o in model.graph.output}
     unused = [i for i in model.graph.input if i.name not in used]

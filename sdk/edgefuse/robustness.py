@@ -268,6 +268,25 @@ class GridResult:
             "meta": self.meta,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GridResult:
+        """Rebuild a result from :meth:`to_dict` output (e.g. to re-render reports without retraining).
+
+        Raises:
+            ContractError: When the document lacks ``modalities`` or ``scores``.
+        """
+        try:
+            u = tuple(data["modalities"])
+            scores: dict[ModelKey, dict[tuple[str, ...], float]] = {}
+            for row in data["scores"]:
+                key = (row["method"], tuple(row["train"].split("+")), int(row["seed"]))
+                scores[key] = {tuple(t.split("+")): float(v) for t, v in row["test"].items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ContractError(f"not a robustness grid document (missing or malformed {exc})") from None
+        return cls(
+            modalities=u, scores=scores, split=data.get("split", "test"), meta=dict(data.get("meta", {}))
+        )
+
     def write_json(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON."""
         path = Path(path)
@@ -347,21 +366,30 @@ class GridResult:
 
         methods = self.methods
         tests = self.test_sets
+        ncols = min(len(methods), 5)
+        nrows = -(-len(methods) // ncols)
         fig, axes = plt.subplots(
-            1,
-            len(methods),
-            figsize=(1.6 + 1.9 * len(tests) * len(methods), 1.2 + 0.7 * len(self.train_sets)),
+            nrows,
+            ncols,
+            figsize=(1.0 + 1.5 * len(tests) * ncols, 0.9 + (0.7 * len(self.train_sets) + 1.3) * nrows),
             squeeze=False,
+            constrained_layout=True,
         )
-        for ax, method in zip(axes[0], methods, strict=True):
+        for k, ax in enumerate(axes.flat):
+            if k >= len(methods):
+                ax.set_visible(False)
+                continue
+            method = methods[k]
             rows = [s for s in self.train_sets if self._seeds_for(method, s)]
             grid = np.array([[self.cell(method, s, t)["accuracy"]["mean"] for t in tests] for s in rows])
             im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis")
             ax.set_xticks(range(len(tests)), [format_set(t) for t in tests], rotation=30, ha="right")
-            ax.set_yticks(range(len(rows)), [format_set(s) for s in rows])
-            ax.set_xlabel("test modalities T")
-            ax.set_ylabel("train modalities S")
-            ax.set_title(method)
+            ax.set_yticks(range(len(rows)), [format_set(s) for s in rows] if k % ncols == 0 else [])
+            if k // ncols == nrows - 1:
+                ax.set_xlabel("test modalities T")
+            if k % ncols == 0:
+                ax.set_ylabel("train modalities S")
+            ax.set_title(method, fontsize=10)
             for i, s in enumerate(rows):
                 for j, t in enumerate(tests):
                     color = "black" if grid[i, j] > 0.6 else "white"
@@ -371,10 +399,10 @@ class GridResult:
                         f"{grid[i, j]:.2f}\n{scenario(s, t)}",
                         ha="center",
                         va="center",
-                        fontsize=8,
+                        fontsize=7,
                         color=color,
                     )
-        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="top-1 accuracy")
+        fig.colorbar(im, ax=axes, shrink=0.6, label="top-1 accuracy")
         fig.suptitle(f"P(S→T) on the {self.split} split, mean over {len(self.seeds)} seed(s)")
         return save_figure(fig, path)
 

@@ -94,3 +94,12 @@ def test_run_grid_on_a_three_modality_dataset(toy_dataset) -> None:  # type: ign
         assert all(0.0 <= v <= 1.0 for v in row.values())
     full = g.cell("supervised", ("audio", "image", "imu"), ("image",))
     assert full["gap_to_specialist"] is not None
+
+
+def test_from_dict_round_trip() -> None:
+    g = _grid()
+    again = GridResult.from_dict(json.loads(json.dumps(g.to_dict())))
+    assert again.scores == g.scores
+    assert again.markdown() == g.markdown()
+    with pytest.raises(ContractError, match="not a robustness grid document"):
+        GridResult.from_dict({"modalities": ["a"]})

@@ -35,7 +35,9 @@ def _check_report(report, folder, model_modalities) -> None:  # type: ignore[no-
     graph_files = {f["path"] for f in manifest.data["files"] if f["role"] != "reference"}
     assert graph_files == {f"encoder_{m}.onnx" for m in report.modalities} | {"head.onnx"}
     # Nothing in the folder escapes the manifest's hashes (no external-data side files).
-    assert {p.name for p in folder.iterdir()} == {f["path"] for f in manifest.data["files"]} | {"manifest.json"}
+    assert {p.name for p in folder.iterdir()} == {f["path"] for f in manifest.data["files"]} | {
+        "manifest.json"
+    }
 
 
 @pytest.mark.backend("onnxruntime")

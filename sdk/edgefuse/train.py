@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -298,8 +298,3 @@ def train(
     model.eval()
     metrics = {"val_accuracy": best_acc, "train_seconds": time.perf_counter() - t0}
     return TrainResult(model=model, config=config, history=history, metrics=metrics)
-
-
-def with_modalities(config: TrainConfig, modalities: Sequence[str]) -> TrainConfig:
-    """Return ``config`` with another labelled modality set ``S``."""
-    return replace(config, modalities=tuple(modalities))

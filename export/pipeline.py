@@ -375,9 +375,7 @@ def _unavailable(fmt: str, reason: str, exporter: FormatExporter, target: Path, 
         return FormatResult(
             fmt, "unavailable", reason=f"{reason}; the ONNX for TensorRT was not written either: {missing}"
         )
-    folder = target.with_name(
-        f"{target.name}-onnx" if target.name == "tensorrt" else f"{target.name}-tensorrt-onnx"
-    )
+    folder = target.with_name(f"{target.name}-onnx")  # out/tensorrt-onnx, or <out>-onnx for one format
     if folder.exists() and not job.overwrite:
         raise ExportError(
             f"{folder} already exists; pass overwrite=True (--overwrite) or choose another --out"

@@ -1,0 +1,397 @@
+"""Core ML (coremltools): one ``<graph>.mlpackage`` (ML program) per graph, with a ranged batch.
+
+The module is traced with ``torch.jit.trace`` and converted with ``ct.convert(convert_to="mlprogram")``:
+every input is a ``TensorType`` named as in the graph spec whose batch dimension is one shared
+``RangeDim(BatchPlan.min_batch, BatchPlan.max_batch)``; outputs are named as in the spec and kept
+float32; ``compute_precision`` is FLOAT32 or FLOAT16 (fp16 weights and compute, float32 I/O).
+
+Two lowering fixes are applied for the duration of a conversion (the coremltools registry is restored
+afterwards), both found on the monolithic graph's ``torch.where`` fusion with a ranged batch:
+
+* ``zeros_like(x)`` with a symbolic shape lowers to ``x - x`` in coremltools 9, which is NaN wherever
+  ``x`` is NaN, so NaN in an absent modality would leak through ``where``. It is lowered to
+  ``fill(shape(x), 0)`` instead (:meth:`CoreMLExporter.inspect` rejects any ``sub(x, x)``).
+* ``where(cond, a, b)`` with symbolic shapes is not broadcast by coremltools, and MIL ``select``
+  infers its shape from ``a`` and ``b`` only (the conversion then fails in a later reduction). The three
+  operands are broadcast explicitly (adding zeros of the other operands' shapes, never multiplying).
+
+Core ML has no bool inputs: a bool input (the monolithic ``presence`` mask) is a float32 input where
+1.0 means present; the graph compares it with ``> 0.5`` to get the bool mask ``torch.where`` uses.
+
+Prediction needs macOS (Core ML itself); elsewhere the package is validated from its saved spec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgefuse.export.errors import ExportError, ExportValidationError
+from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner, missing_package
+from edgefuse.export.graphs import GraphSpec
+
+__all__ = ["MINIMUM_DEPLOYMENT_TARGET", "CoreMLExporter"]
+
+logger = logging.getLogger(__name__)
+
+#: The oldest OS the packages target (ML programs need iOS 15 / macOS 12; 16 adds fp16 I/O and ops).
+MINIMUM_DEPLOYMENT_TARGET = "iOS16"
+#: graph-spec dtype -> the Core ML input dtype (bool becomes float32, see the module docstring)
+_INPUT_DTYPES = {"float32": np.float32, "float16": np.float16, "bool": np.float32, "int64": np.int32}
+#: graph-spec dtype -> ArrayFeatureType name in the saved spec
+_SPEC_DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "bool": "FLOAT32", "int64": "INT32"}
+_FLOAT_TENSOR_TYPES = {"FLOAT16", "FLOAT32", "FLOAT64"}
+
+
+def _bool_from_float(graph: GraphSpec) -> Any:
+    """``graph.module`` behind a forward that takes float 0/1 where it takes bool (``x > 0.5``)."""
+    from torch import Tensor, nn
+
+    flags = [s.dtype == "bool" for s in graph.inputs]
+
+    class BoolFromFloat(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Tensor) -> Any:
+            return self.inner(*[a > 0.5 if f else a for a, f in zip(args, flags, strict=True)])
+
+    return BoolFromFloat(graph.module).eval()
+
+
+@contextlib.contextmanager
+def _nan_safe_lowering() -> Iterator[list[str]]:
+    """Replace coremltools' torch ``zeros_like`` and ``where`` lowerings for one conversion.
+
+    Yields a list that collects which fixes fired (recorded in the manifest details).
+    """
+    from coremltools.converters.mil import Builder as mb  # noqa: N813 - the name coremltools documents
+    from coremltools.converters.mil.frontend.torch import ops
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+    from coremltools.converters.mil.mil import types
+    from coremltools.converters.mil.mil.types.symbolic import any_symbolic
+    from coremltools.converters.mil.mil.types.type_mapping import builtin_to_string
+
+    fired: list[str] = []
+    original = {n: _TORCH_OPS_REGISTRY.get_func(n) for n in ("zeros_like", "where", "where.self")}
+
+    def zeros_like(context: Any, node: Any) -> None:
+        inputs = ops._get_inputs(context, node, min_expected=1)
+        x = inputs[0]
+        if not any_symbolic(x.shape):
+            original["zeros_like"](context, node)  # folded to a constant: no arithmetic on x
+            return
+        dst = types.nptype_from_builtin(x.dtype)
+        if len(inputs) > 1 and inputs[1] is not None and inputs[1].val is not None:
+            dst = ops.NUM_TO_NUMPY_DTYPE[inputs[1].val]
+        if np.issubdtype(dst, np.bool_):
+            zeros = mb.fill(shape=mb.shape(x=x), value=False, name=node.name)
+        elif np.issubdtype(dst, np.integer):
+            zeros = mb.fill(shape=mb.shape(x=x), value=np.int32(0), name=node.name)
+        elif np.dtype(dst) == np.float16:
+            zeros = mb.cast(x=mb.fill(shape=mb.shape(x=x), value=0.0), dtype="fp16", name=node.name)
+        else:
+            zeros = mb.fill(shape=mb.shape(x=x), value=0.0, name=node.name)
+        fired.append("zeros_like: fill(shape(x), 0) instead of x - x")
+        context.add(zeros)
+
+    def where(context: Any, node: Any) -> None:
+        inputs = ops._get_inputs(context, node)
+        if (
+            len(inputs) != 3
+            or not any(any_symbolic(v.shape) for v in inputs)
+            or len({tuple(v.shape) for v in inputs}) == 1
+            or not (types.is_float(inputs[1].dtype) or types.is_float(inputs[2].dtype))
+        ):
+            original["where"](context, node)
+            return
+        cond, a, b = inputs
+        a, b = ops.promote_input_dtypes([a, b])
+        dtype = builtin_to_string(a.dtype)
+        zero = mb.add(
+            x=mb.add(x=mb.fill(shape=mb.shape(x=cond), value=0.0), y=mb.fill(shape=mb.shape(x=a), value=0.0)),
+            y=mb.fill(shape=mb.shape(x=b), value=0.0),
+        )
+        if dtype != "fp32":
+            zero = mb.cast(x=zero, dtype=dtype)
+        flag = cond if types.is_bool(cond.dtype) else mb.cast(x=cond, dtype="bool")
+        flag = mb.cast(x=mb.add(x=mb.cast(x=flag, dtype=dtype), y=zero), dtype="bool")
+        fired.append("where: operands broadcast explicitly for a symbolic batch")
+        context.add(mb.select(cond=flag, a=mb.add(x=a, y=zero), b=mb.add(x=b, y=zero), name=node.name))
+
+    zeros_like.__name__ = "zeros_like"
+    where.__name__ = "where"
+    try:
+        _TORCH_OPS_REGISTRY.set_func_by_name(zeros_like, "zeros_like")
+        _TORCH_OPS_REGISTRY.set_func_by_name(where, "where")
+        _TORCH_OPS_REGISTRY.set_func_by_name(where, "where.self")
+        yield fired
+    finally:
+        for name, func in original.items():
+            _TORCH_OPS_REGISTRY.set_func_by_name(func, name)
+
+
+class _QuietConvert:
+    """Capture coremltools' tqdm bars and warnings for one conversion (logged at DEBUG)."""
+
+    def __enter__(self) -> None:
+        self._buffer = io.StringIO()
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        self._stack.enter_context(contextlib.redirect_stderr(self._buffer))
+        self._stack.enter_context(contextlib.redirect_stdout(self._buffer))
+        self._ct_logger = logging.getLogger("coremltools")
+        self._level = self._ct_logger.level
+        self._ct_logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ct_logger.setLevel(self._level)
+        self._stack.close()
+        if self._buffer.getvalue().strip():
+            logger.debug("coremltools output:\n%s", self._buffer.getvalue().strip()[-4000:])
+
+
+class CoreMLExporter(FormatExporter):
+    """ML program packages converted by coremltools (on any OS) and run by Core ML (macOS only)."""
+
+    name = "coreml"
+    backend = "coreml"
+
+    def _unavailable_reason(self) -> str | None:
+        return missing_package("coremltools", "coreml", "Core ML export")
+
+    def _runner_unavailable_reason(self) -> str | None:
+        if sys.platform != "darwin":
+            return (
+                f"Core ML prediction needs macOS; on this platform ({sys.platform}) the artifact is "
+                "validated from its saved spec"
+            )
+        return missing_package("coremltools", "coreml", "running Core ML")
+
+    def _convert(self, graph: GraphSpec, folder: Path, precision: str, batch: BatchPlan) -> Converted:
+        if precision not in ("fp32", "fp16"):
+            raise ExportError(f"Core ML precision {precision!r} is not one of ['fp32', 'fp16']")
+        if not 1 <= batch.min_batch <= batch.max_batch:
+            raise ExportError(
+                f"Core ML batch range [{batch.min_batch}, {batch.max_batch}] needs 1 <= min_batch <= max_batch"
+            )
+        import coremltools as ct
+        import torch
+
+        has_bool = any(s.dtype == "bool" for s in graph.inputs)
+        module = _bool_from_float(graph) if has_bool else graph.module
+        example = tuple(
+            x.float() if s.dtype == "bool" else x
+            for s, x in zip(graph.inputs, graph.example(max(2, batch.min_batch)), strict=True)
+        )
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings of the *args forward
+            traced = torch.jit.trace(module, example)
+        dim = ct.RangeDim(
+            lower_bound=batch.min_batch, upper_bound=batch.max_batch, default=batch.min_batch, symbol="batch"
+        )
+        inputs = [
+            ct.TensorType(name=s.name, shape=ct.Shape((dim, *s.shape)), dtype=_INPUT_DTYPES[s.dtype])
+            for s in graph.inputs
+        ]
+        outputs = [ct.TensorType(name=o.name, dtype=np.float32) for o in graph.outputs]
+        compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
+        try:
+            with _nan_safe_lowering() as fired, _QuietConvert():
+                model = ct.convert(
+                    traced,
+                    convert_to="mlprogram",
+                    inputs=inputs,
+                    outputs=outputs,
+                    compute_precision=compute,
+                    minimum_deployment_target=getattr(ct.target, MINIMUM_DEPLOYMENT_TARGET),
+                )
+        except Exception as exc:
+            raise ExportError(
+                f"coremltools {ct.__version__} could not convert {graph.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        rel = f"{graph.name}.mlpackage"
+        model.save(str(folder / rel))
+        details: dict[str, Any] = {
+            "converter": f"coremltools {ct.__version__}",
+            "precision": precision,
+            "compute_precision": "FLOAT16" if precision == "fp16" else "FLOAT32",
+            "minimum_deployment_target": MINIMUM_DEPLOYMENT_TARGET,
+            "lowering_fixes": sorted(set(fired)),
+        }
+        if has_bool:
+            details["bool_inputs_as_float32"] = [s.name for s in graph.inputs if s.dtype == "bool"]
+            details["presence"] = (
+                "float32 input (1.0 = present); compared > 0.5 in the graph, then torch.where"
+            )
+        return Converted(
+            files=[rel],
+            batch={"dynamic": True, "min": batch.min_batch, "max": batch.max_batch},
+            details=details,
+        )
+
+    def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
+        """Predict with Core ML on the CPU only (the reproducible baseline for parity; macOS only)."""
+        import coremltools as ct
+
+        model = ct.models.MLModel(str(folder / converted.files[0]), compute_units=ct.ComputeUnit.CPU_ONLY)
+        upper = int(converted.batch.get("max") or 1 << 30)
+        names = [s.name for s in graph.inputs]
+
+        def run(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            missing = [n for n in names if n not in inputs]
+            if missing:
+                raise ExportError(
+                    f"{converted.files[0]}: inputs {missing} are missing; the graph takes {names}"
+                )
+            n = len(inputs[names[0]])
+            parts: dict[str, list[np.ndarray]] = {o.name: [] for o in graph.outputs}
+            for start in range(0, n, upper):  # batches above the range run in chunks of its upper bound
+                feeds = {
+                    s.name: np.ascontiguousarray(
+                        inputs[s.name][start : start + upper], dtype=_INPUT_DTYPES[s.dtype]
+                    )
+                    for s in graph.inputs
+                }
+                out = model.predict(feeds)
+                for o in graph.outputs:
+                    parts[o.name].append(np.asarray(out[o.name], dtype=np.float32))
+            return {name: np.concatenate(v) for name, v in parts.items()}
+
+        return run
+
+    def _inspect(self, folder: Path, converted: Converted, graph: GraphSpec) -> dict[str, Any]:
+        from edgefuse.errors import BackendUnavailableError
+
+        reason = missing_package("coremltools", "coreml", "inspecting a Core ML package")
+        if reason:
+            raise BackendUnavailableError(reason)
+        import coremltools as ct
+
+        rel = converted.files[0]
+        try:
+            with _QuietConvert():
+                spec = ct.models.MLModel(str(folder / rel), skip_model_load=True).get_spec()
+        except Exception as exc:
+            raise ExportValidationError(f"{rel} cannot be read by coremltools: {exc}") from None
+        if spec.WhichOneof("Type") != "mlProgram":
+            raise ExportValidationError(f"{rel} is a {spec.WhichOneof('Type')} model; expected an mlProgram")
+        lower, upper = converted.batch.get("min"), converted.batch.get("max")
+        _check_inputs(rel, spec, graph, lower, upper)
+        outs = [o.name for o in spec.description.output]
+        if outs != [o.name for o in graph.outputs]:
+            raise ExportValidationError(f"{rel}: outputs {outs}; expected {[o.name for o in graph.outputs]}")
+        for o in spec.description.output:
+            dtype = _array_dtype_name(o.type.multiArrayType.dataType)
+            if dtype != "FLOAT32":
+                raise ExportValidationError(f"{rel}: output {o.name!r} is {dtype}; expected FLOAT32")
+        ops = _mil_operations(rel, spec)
+        _check_output_shapes(rel, ops, graph)
+        weights = _weight_dtypes(ops)
+        precision = converted.details.get("precision", "fp32")
+        if precision == "fp16" and (not weights.get("FLOAT16") or weights.get("FLOAT32")):
+            raise ExportValidationError(
+                f"{rel}: precision fp16 was asked but the weights are {weights} (expected FLOAT16 only)"
+            )
+        if precision == "fp32" and weights.get("FLOAT16"):
+            raise ExportValidationError(f"{rel}: precision fp32 was asked but the weights are {weights}")
+        for op in ops:  # x - x is NaN for NaN x: a NaN-unsafe zeros_like (see the module docstring)
+            if (
+                op["type"] == "sub"
+                and op["inputs"].get("x")
+                and op["inputs"].get("x") == op["inputs"].get("y")
+            ):
+                raise ExportValidationError(
+                    f"{rel}: op {op['outputs'][0]} computes x - x (NaN for NaN inputs); it must be fill(0)"
+                )
+        return {
+            "spec_version": int(spec.specificationVersion),
+            "batch_range": [lower, upper],
+            "weights": weights,
+            "ops": sorted({op["type"] for op in ops} - {"const"}),
+            "num_ops": sum(1 for op in ops if op["type"] != "const"),
+        }
+
+
+def _array_dtype_name(value: int) -> str:
+    from coremltools.proto import FeatureTypes_pb2
+
+    return FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(value)
+
+
+def _check_inputs(rel: str, spec: Any, graph: GraphSpec, lower: int | None, upper: int | None) -> None:
+    """Names (in order), rank, ranged batch bounds, fixed dims and dtypes of every input."""
+    found = {i.name: i for i in spec.description.input}
+    if list(found) != [s.name for s in graph.inputs]:
+        raise ExportValidationError(f"{rel}: inputs {list(found)}; expected {[s.name for s in graph.inputs]}")
+    for s in graph.inputs:
+        arr = found[s.name].type.multiArrayType
+        ranges = [(r.lowerBound, r.upperBound) for r in arr.shapeRange.sizeRanges]
+        dims = [tuple(r) for r in ranges] if ranges else [(d, d) for d in arr.shape]
+        want = [(lower, upper), *((d, d) for d in s.shape)]
+        dtype = _array_dtype_name(arr.dataType)
+        if dims != want or dtype != _SPEC_DTYPES[s.dtype]:
+            raise ExportValidationError(
+                f"{rel}: input {s.name!r} has dims (lower, upper) {dims} and type {dtype}; expected {want} "
+                f"{_SPEC_DTYPES[s.dtype]}"
+            )
+
+
+def _mil_operations(rel: str, spec: Any) -> list[dict[str, Any]]:
+    """The ops of the ML program's ``main`` function: type, named inputs and output names/types."""
+    program = spec.mlProgram
+    if "main" not in program.functions:
+        raise ExportValidationError(f"{rel}: the ML program has no 'main' function")
+    function = program.functions["main"]
+    block = function.block_specializations[function.opset]
+    return [
+        {
+            "type": op.type,
+            "inputs": {k: ",".join(a.name for a in v.arguments) for k, v in op.inputs.items()},
+            "outputs": [o.name for o in op.outputs],
+            "types": [o.type.tensorType for o in op.outputs],
+        }
+        for op in block.operations
+    ]
+
+
+def _check_output_shapes(rel: str, ops: list[dict[str, Any]], graph: GraphSpec) -> None:
+    from coremltools.proto import MIL_pb2
+
+    produced = {name: t for op in ops for name, t in zip(op["outputs"], op["types"], strict=True)}
+    for o in graph.outputs:
+        t = produced.get(o.name)
+        if t is None:
+            raise ExportValidationError(f"{rel}: no op of the ML program produces output {o.name!r}")
+        dims = [d.constant.size if d.WhichOneof("dimension") == "constant" else -1 for d in t.dimensions]
+        if t.rank != 1 + len(o.shape) or dims[1:] != list(o.shape):
+            raise ExportValidationError(
+                f"{rel}: output {o.name!r} has rank {t.rank} dims {dims}; expected [batch, "
+                f"{', '.join(map(str, o.shape))}]"
+            )
+        if MIL_pb2.DataType.Name(t.dataType) != "FLOAT32":
+            raise ExportValidationError(f"{rel}: output {o.name!r} is {MIL_pb2.DataType.Name(t.dataType)}")
+
+
+def _weight_dtypes(ops: list[dict[str, Any]]) -> dict[str, int]:
+    """How many float constants of rank >= 1 (weights, biases, tables) the program holds, per dtype."""
+    from coremltools.proto import MIL_pb2
+
+    counts: dict[str, int] = {}
+    for op in ops:
+        if op["type"] != "const":
+            continue
+        for t in op["types"]:
+            name = MIL_pb2.DataType.Name(t.dataType)
+            if name in _FLOAT_TENSOR_TYPES and t.rank >= 1:
+                counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -1,0 +1,309 @@
+"""TensorRT: a serialized engine built from the graph's ONNX, with an optimisation profile over the batch.
+
+Written against the TensorRT 10 Python API (``tensorrt>=10``; NVIDIA publishes the wheels on its own
+index, https://pypi.nvidia.com, which PyPI's ``tensorrt`` stub downloads from):
+
+* the ONNX is written first (:func:`edgefuse.export.formats.onnx.export_onnx`, dynamic batch, unused
+  inputs removed, ``onnx.checker``) and kept beside the engine: an engine only runs on the GPU
+  architecture and TensorRT version that built it, the ONNX lets a device rebuild one;
+* ``trt.Builder`` -> explicit-batch network (the only kind TensorRT 10 has) -> ``trt.OnnxParser`` ->
+  builder config with one optimisation profile giving every input ``min = BatchPlan.min_batch``,
+  ``opt`` = the largest of ``BatchPlan.fixed`` within the range (the batch the device profile runs),
+  ``max = BatchPlan.max_batch``; ``BuilderFlag.FP16`` for fp16 (weakly typed build; TensorRT 11 removed
+  the flag, and fp16 is then refused with the reason) -> ``build_serialized_network`` ->
+  ``<graph>.engine``.
+
+The runner (where TensorRT and a GPU exist) deserializes the engine with ``trt.Runtime``, sets each
+input's shape on an execution context and runs ``execute_async_v3`` on **torch CUDA tensors** (their
+``data_ptr()`` as tensor addresses, on torch's current stream): torch is already a dependency of the
+export extra, so no cuda-python or pycuda is needed.
+
+Where TensorRT is unavailable, :meth:`TensorRTExporter.convert` raises ``BackendUnavailableError``
+(naming the missing package and/or GPU) and the pipeline can still write the ONNX TensorRT would
+consume with :meth:`TensorRTExporter.write_onnx_for_tensorrt`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgefuse.export.errors import ExportError, ExportValidationError
+from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner
+from edgefuse.export.graphs import GraphSpec
+
+__all__ = ["WORKSPACE_BYTES", "TensorRTExporter", "gpu_unavailable_reason", "optimisation_profile"]
+
+logger = logging.getLogger(__name__)
+
+#: Builder workspace memory pool limit (the small graphs here need far less).
+WORKSPACE_BYTES = 1 << 30
+_INSTALL = (
+    "`pip install 'edgefuse[tensorrt]'`; the wheels come from NVIDIA's index https://pypi.nvidia.com, "
+    "PyPI holds only a stub that downloads from there"
+)
+
+
+def gpu_unavailable_reason() -> str | None:
+    """``None`` when an NVIDIA GPU is usable here, else what is missing (``nvidia-smi``, CUDA in torch)."""
+    missing = []
+    if shutil.which("nvidia-smi") is None:
+        missing.append("nvidia-smi not found")
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            missing.append(f"torch.cuda.is_available() is False with torch {torch.__version__}")
+    except ImportError:
+        missing.append("torch is not installed (the runner uses torch CUDA tensors)")
+    if missing:
+        return f"no NVIDIA GPU is usable ({', '.join(missing)})"
+    return None
+
+
+def optimisation_profile(batch: BatchPlan) -> dict[str, int]:
+    """``{"min", "opt", "max"}`` batch sizes of the engine's optimisation profile.
+
+    Raises:
+        ExportError: When ``min_batch`` is below 1 or above ``max_batch``.
+    """
+    if not 1 <= batch.min_batch <= batch.max_batch:
+        raise ExportError(
+            f"TensorRT batch range [{batch.min_batch}, {batch.max_batch}] needs 1 <= min_batch <= max_batch"
+        )
+    inside = [b for b in batch.fixed if batch.min_batch <= b <= batch.max_batch]
+    return {"min": batch.min_batch, "opt": max(inside) if inside else batch.min_batch, "max": batch.max_batch}
+
+
+class TensorRTExporter(FormatExporter):
+    """TensorRT engines built from the ONNX of each graph (needs the ``tensorrt`` package and a GPU)."""
+
+    name = "tensorrt"
+    backend = "tensorrt"
+    extra = "tensorrt"
+
+    def _unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        missing = []
+        if importlib.util.find_spec("tensorrt") is None:
+            missing.append(f"the Python package 'tensorrt' is not installed ({_INSTALL})")
+        gpu = gpu_unavailable_reason()
+        if gpu:
+            missing.append(gpu)
+        if importlib.util.find_spec("onnx") is None:
+            missing.append("the Python package 'onnx' is not installed (`pip install 'edgefuse[export]'`)")
+        if missing:
+            return f"TensorRT is unavailable here: {'; and '.join(missing)}"
+        return None
+
+    def _runner_unavailable_reason(self) -> str | None:
+        return self._unavailable_reason()
+
+    def write_onnx_for_tensorrt(self, graph: GraphSpec, folder: Path, batch: BatchPlan) -> Converted:
+        """Write (and check with ``onnx.checker``) the ONNX a TensorRT engine of ``graph`` is built from.
+
+        Works without TensorRT or a GPU. The result describes ``<graph>.onnx`` like the ONNX exporter's
+        (so :class:`~edgefuse.export.formats.onnx.OnnxExporter` can inspect it) plus the optimisation
+        profile an engine would get.
+
+        Raises:
+            BackendUnavailableError: When the ONNX exporter's packages are missing.
+            ExportValidationError: When the file fails ``onnx.checker``.
+        """
+        from edgefuse.export.formats.onnx import OnnxExporter
+
+        converted = OnnxExporter().convert(graph, folder, "fp32", batch)
+        converted.details["consumer"] = "tensorrt"
+        converted.details["tensorrt_profile"] = optimisation_profile(batch)
+        return converted
+
+    def _convert(self, graph: GraphSpec, folder: Path, precision: str, batch: BatchPlan) -> Converted:
+        if precision not in ("fp32", "fp16"):
+            raise ExportError(f"TensorRT precision {precision!r} is not one of ['fp32', 'fp16']")
+        import tensorrt as trt
+
+        profile_batch = optimisation_profile(batch)
+        onnx_converted = self.write_onnx_for_tensorrt(graph, folder, batch)
+        onnx_rel = onnx_converted.files[0]
+        trt_logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(trt_logger)
+        network = builder.create_network(0)  # TensorRT 10: every network is explicit-batch
+        parser = trt.OnnxParser(network, trt_logger)
+        if not parser.parse_from_file(str(folder / onnx_rel)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ExportError(f"TensorRT's ONNX parser rejected {onnx_rel}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+        if precision == "fp16":
+            flag = getattr(trt.BuilderFlag, "FP16", None)
+            if flag is None:
+                raise ExportError(
+                    f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (removed in TensorRT 11 with weak "
+                    "typing): an fp16 engine there must be built from an fp16 ONNX (strong typing). Export "
+                    "fp32, or use TensorRT 10.x for --precision fp16"
+                )
+            config.set_flag(flag)
+        profile = builder.create_optimization_profile()
+        specs = {s.name: s for s in graph.inputs}
+        inputs = [network.get_input(i) for i in range(network.num_inputs)]
+        for tensor in inputs:
+            spec = specs.get(tensor.name)
+            if spec is None:
+                raise ExportValidationError(f"{onnx_rel}: TensorRT sees an unknown input {tensor.name!r}")
+            shapes = [(profile_batch[k], *spec.shape) for k in ("min", "opt", "max")]
+            profile.set_shape(tensor.name, *shapes)
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise ExportError(
+                f"TensorRT {trt.__version__} could not build an engine for {graph.name} "
+                f"(precision {precision}, batch {profile_batch}); see the TensorRT log above"
+            )
+        rel = f"{graph.name}.engine"
+        (folder / rel).write_bytes(bytes(serialized))
+        import torch
+
+        return Converted(
+            files=[rel, onnx_rel],
+            batch={"dynamic": True, "min": profile_batch["min"], "max": profile_batch["max"]},
+            details={
+                "converter": f"tensorrt {trt.__version__}",
+                "precision": precision,
+                "profile": profile_batch,
+                "onnx": onnx_converted.details,
+                "gpu": torch.cuda.get_device_name(0),
+                "compute_capability": list(torch.cuda.get_device_capability(0)),
+                "note": "an engine runs only on this GPU architecture and TensorRT version; rebuild it "
+                "from the ONNX beside it elsewhere",
+            },
+        )
+
+    def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
+        import tensorrt as trt
+        import torch
+
+        engine = _deserialize(folder / converted.files[0])
+        context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        dtypes = {n: _torch_dtype(engine.get_tensor_dtype(n)) for n in names}
+        upper = int(converted.batch.get("max") or 1 << 30)
+        device = torch.device("cuda")
+
+        def run_chunk(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            buffers = {}
+            for n in inputs:
+                t = torch.from_numpy(np.ascontiguousarray(feeds[n])).to(device=device, dtype=dtypes[n])
+                buffers[n] = t.contiguous()
+                if not context.set_input_shape(n, tuple(t.shape)):
+                    raise ExportError(
+                        f"{converted.files[0]}: input {n!r} shape {tuple(t.shape)} is outside the profile"
+                    )
+                context.set_tensor_address(n, buffers[n].data_ptr())
+            for n in outputs:
+                shape = tuple(context.get_tensor_shape(n))
+                buffers[n] = torch.empty(shape, dtype=dtypes[n], device=device)
+                context.set_tensor_address(n, buffers[n].data_ptr())
+            stream = torch.cuda.current_stream()
+            if not context.execute_async_v3(stream.cuda_stream):
+                raise ExportError(f"{converted.files[0]}: TensorRT execution failed")
+            stream.synchronize()
+            return {n: buffers[n].float().cpu().numpy() for n in outputs}
+
+        def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            missing = [n for n in inputs if n not in feeds]
+            if missing:
+                raise ExportError(
+                    f"{converted.files[0]}: inputs {missing} are missing; the engine takes {inputs}"
+                )
+            total = len(feeds[inputs[0]])
+            parts: dict[str, list[np.ndarray]] = {n: [] for n in outputs}
+            for start in range(0, total, upper):  # above the profile's max: run in chunks of max
+                out = run_chunk({n: feeds[n][start : start + upper] for n in inputs})
+                for n, v in out.items():
+                    parts[n].append(v)
+            return {n: np.concatenate(v) for n, v in parts.items()}
+
+        return run
+
+    def _inspect(self, folder: Path, converted: Converted, graph: GraphSpec) -> dict[str, Any]:
+        from edgefuse.errors import BackendUnavailableError
+        from edgefuse.export.formats.onnx import OnnxExporter
+
+        engine_rel = converted.files[0]
+        onnx_rel = next((f for f in converted.files if f.endswith(".onnx")), None)
+        report: dict[str, Any] = {}
+        if onnx_rel is not None:
+            report["onnx"] = OnnxExporter().inspect(folder, Converted([onnx_rel], converted.batch), graph)
+        if not engine_rel.endswith(".engine"):
+            return report
+        reason = self.unavailable_reason()
+        if reason:
+            raise BackendUnavailableError(f"inspecting {engine_rel}: {reason}")
+        import tensorrt as trt
+
+        engine = _deserialize(folder / engine_rel)
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if sorted(inputs) != sorted(s.name for s in graph.inputs):
+            raise ExportValidationError(
+                f"{engine_rel}: inputs {inputs}; expected {[s.name for s in graph.inputs]}"
+            )
+        if outputs != [o.name for o in graph.outputs]:
+            raise ExportValidationError(
+                f"{engine_rel}: outputs {outputs}; expected {[o.name for o in graph.outputs]}"
+            )
+        lo, hi = converted.batch.get("min"), converted.batch.get("max")
+        for spec in (*graph.inputs, *graph.outputs):
+            shape = list(engine.get_tensor_shape(spec.name))
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(spec.name)))
+            if shape != [-1, *spec.shape] or dtype != np.dtype(spec.dtype):
+                raise ExportValidationError(
+                    f"{engine_rel}: {spec.name!r} is {shape} {dtype}; expected [-1, "
+                    f"{', '.join(map(str, spec.shape))}] {spec.dtype}"
+                )
+        for spec in graph.inputs:
+            mins, _opt, maxs = engine.get_tensor_profile_shape(spec.name, 0)
+            if mins[0] != lo or maxs[0] != hi:
+                raise ExportValidationError(
+                    f"{engine_rel}: input {spec.name!r} profile batch [{mins[0]}, {maxs[0]}]; expected [{lo}, {hi}]"
+                )
+        report.update({"io_tensors": names, "layers": engine.num_layers, "profile": [lo, hi]})
+        return report
+
+
+def _deserialize(path: Path) -> Any:
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        raise ExportValidationError(
+            f"{path.name} does not deserialize with TensorRT {trt.__version__} on this GPU (engines are "
+            "specific to the GPU architecture and TensorRT version that built them)"
+        )
+    return engine
+
+
+def _torch_dtype(trt_dtype: Any) -> Any:
+    import tensorrt as trt
+    import torch
+
+    table = {
+        trt.float32: torch.float32,
+        trt.float16: torch.float16,
+        trt.int32: torch.int32,
+        trt.bool: torch.bool,
+    }
+    if hasattr(trt, "int64"):
+        table[trt.int64] = torch.int64
+    if trt_dtype not in table:
+        raise ExportError(f"TensorRT tensor dtype {trt_dtype} is not supported by the runner")
+    return table[trt_dtype]

@@ -1,0 +1,45 @@
+"""On a device without torch: load, predict and verify an artifact with only numpy + onnxruntime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# A meta-path finder that makes `import torch` fail, as on a device without torch (as tests/sdk/test_import.py).
+BLOCK_TORCH = (
+    "import sys\n"
+    "class _Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in {'torch', 'onnx', 'coremltools', 'ai_edge_litert', 'tensorrt'}:\n"
+    "            raise ImportError(f'blocked for the test: {name}')\n"
+    "sys.meta_path.insert(0, _Block())\n"
+)
+
+
+def test_load_predict_verify_without_torch(x86_split, speaker_split) -> None:  # type: ignore[no-untyped-def]
+    code = BLOCK_TORCH + (
+        "import numpy as np\n"
+        "import edgefuse.runtime as rt\n"
+        f"session = rt.load({str(x86_split)!r})\n"
+        "x = np.zeros((3, 1, 32, 61), np.float32)\n"
+        "pred = session.predict({'audio': x})\n"
+        "assert pred.logits.shape == (3, 10) and pred.backend == 'onnxruntime'\n"
+        "pred = session.predict({'audio': x, 'image': np.ones((3, 1, 8, 8), np.float32)},\n"
+        "                       np.array([[1, 1], [1, 0], [0, 1]], bool))\n"
+        "assert session.verify(raise_on_failure=True).passed\n"
+        f"assert rt.load({str(speaker_split)!r}, backend=['litert', 'onnxruntime']).verify().passed\n"
+        "ok, reason = rt.availability('litert')\n"
+        "assert not ok and 'edgefuse[litert]' in reason, reason\n"
+        "try:\n"
+        "    import torch\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('the blocker did not block torch')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'onnx', 'ai_edge_litert'}\n"
+        "                or m.startswith('edgefuse.export'))\n"
+        "print('loaded:', loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "loaded: []"

@@ -28,11 +28,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Export and print a summary table (or JSON). Exit 1 when a format failed parity."""
     import json
+    from contextlib import nullcontext
+
+    from rich.console import Console
 
     from edgefuse.export.pipeline import export
 
     agreement = _agreement_split(args) if args.precision == "fp16" else None
-    if args.json:
+    status = nullcontext(None) if args.json else Console(stderr=True).status("exporting")
+    with status as shown:
         report = export(
             args.checkpoint,
             args.profile,
@@ -42,23 +46,8 @@ def run(args: argparse.Namespace) -> int:
             monolithic=args.monolithic,
             overwrite=args.overwrite,
             agreement_split=agreement,
+            progress=None if shown is None else shown.update,
         )
-    else:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        with console.status("exporting") as status:
-            report = export(
-                args.checkpoint,
-                args.profile,
-                args.format,
-                args.out,
-                precision=args.precision,
-                monolithic=args.monolithic,
-                overwrite=args.overwrite,
-                agreement_split=agreement,
-                progress=status.update,
-            )
     rows = [
         {
             "format": r.format,

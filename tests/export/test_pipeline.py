@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -19,7 +20,13 @@ from edgefuse.profiles import list_profiles
 PROFILES = [p.id for p in list_profiles()]
 
 
-def _check_report(report, folder, model_modalities) -> None:  # type: ignore[no-untyped-def]
+SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
+RUNNABLE = [
+    f for f, pkg in (("onnx", "onnxruntime"), ("tflite", "ai_edge_litert")) if importlib.util.find_spec(pkg)
+]
+
+
+def _check_report(report, folder, model_modalities, fmt: str = "onnx") -> None:  # type: ignore[no-untyped-def]
     (result,) = report.results
     assert result.status == "ok"
     assert result.parity_ran
@@ -33,27 +40,28 @@ def _check_report(report, folder, model_modalities) -> None:  # type: ignore[no-
     assert manifest.modality_names == report.modalities
     assert set(report.modalities) <= set(model_modalities)
     graph_files = {f["path"] for f in manifest.data["files"] if f["role"] != "reference"}
-    assert graph_files == {f"encoder_{m}.onnx" for m in report.modalities} | {"head.onnx"}
+    ext = SUFFIX[fmt]
+    assert graph_files == {f"encoder_{m}{ext}" for m in report.modalities} | {f"head{ext}"}
     # Nothing in the folder escapes the manifest's hashes (no external-data side files).
     assert {p.name for p in folder.iterdir()} == {f["path"] for f in manifest.data["files"]} | {
         "manifest.json"
     }
 
 
-@pytest.mark.backend("onnxruntime")
+@pytest.mark.parametrize("fmt", RUNNABLE)
 @pytest.mark.parametrize("profile", PROFILES)
-def test_onnx_parity_for_every_profile_reference_model(reference_ckpt, tmp_path, profile: str) -> None:  # type: ignore[no-untyped-def]
-    report = export(reference_ckpt, profile, "onnx", tmp_path / "a")
-    _check_report(report, tmp_path / "a", ["audio", "image"])
+def test_parity_for_every_profile_reference_model(reference_ckpt, tmp_path, profile: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    report = export(reference_ckpt, profile, fmt, tmp_path / "a")
+    _check_report(report, tmp_path / "a", ["audio", "image"], fmt)
 
 
-@pytest.mark.backend("onnxruntime")
+@pytest.mark.parametrize("fmt", RUNNABLE)
 @pytest.mark.parametrize(
     "profile", ["generic/x86-64", "generic/smartwatch", "apple/iphone-15-pro", "generic/smart-speaker"]
 )
-def test_onnx_parity_three_modality_model(three_ckpt, tmp_path, profile: str) -> None:  # type: ignore[no-untyped-def]
-    report = export(three_ckpt, profile, "onnx", tmp_path / "a")
-    _check_report(report, tmp_path / "a", ["audio", "image", "imu"])
+def test_parity_three_modality_model(three_ckpt, tmp_path, profile: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    report = export(three_ckpt, profile, fmt, tmp_path / "a")
+    _check_report(report, tmp_path / "a", ["audio", "image", "imu"], fmt)
 
 
 @pytest.mark.backend("onnxruntime")

@@ -103,6 +103,26 @@ class FormatExporter(ABC):
         """
         return self._inspect(folder, converted, graph)
 
+    def _runtime_runner(
+        self, folder: Path, converted: Converted, graph: GraphSpec, threads: int = 1
+    ) -> Runner:
+        """A runner backed by the runtime backend of this format, i.e. the exact code a device runs.
+
+        Parity through it validates the artifact *and* the runtime path (name mapping, fixed-batch
+        splitting and padding) at once.
+        """
+        from edgefuse.runtime.registry import backend_class
+
+        backend = backend_class(self.backend)().load(
+            folder / converted.files[0],
+            [spec.to_dict() for spec in graph.inputs],
+            [spec.to_dict() for spec in graph.outputs],
+            threads,
+            batch=converted.batch,
+            details=converted.details,
+        )
+        return backend.run
+
     @abstractmethod
     def _unavailable_reason(self) -> str | None: ...
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from edgefuse.export.errors import ExportError, ExportValidationError
 from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner, missing_package
 from edgefuse.export.graphs import GraphSpec
@@ -150,20 +148,7 @@ class OnnxExporter(FormatExporter):
         )
 
     def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        session = ort.InferenceSession(
-            str(folder / converted.files[0]), opts, providers=["CPUExecutionProvider"]
-        )
-        names = [i.name for i in session.get_inputs()]  # feeds from the graph itself (unused inputs removed)
-        outs = [o.name for o in session.get_outputs()]
-
-        def run(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return dict(zip(outs, session.run(outs, {n: inputs[n] for n in names}), strict=True))
-
-        return run
+        return self._runtime_runner(folder, converted, graph)
 
     def _inspect(self, folder: Path, converted: Converted, graph: GraphSpec) -> dict[str, Any]:
         import onnx

@@ -38,7 +38,7 @@ from edgefuse.export.errors import ExportError, ExportValidationError
 from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner, missing_package
 from edgefuse.export.graphs import GraphSpec
 
-__all__ = ["TFLiteExporter", "plan_chunks"]
+__all__ = ["TFLiteExporter"]
 
 logger = logging.getLogger(__name__)
 
@@ -226,32 +226,6 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else repr(exc)
 
 
-def plan_chunks(batch: int, sizes: Sequence[int]) -> list[tuple[int, int]]:
-    """Split ``batch`` rows onto fixed signature sizes: a list of ``(signature size, rows used)``.
-
-    Full chunks of the largest size first; the remainder runs as one call: exactly, when it is itself
-    one of the sizes, else padded into the smallest size that holds it (one padded call instead of
-    several small ones). ``size - rows`` rows of a chunk are padding.
-
-    Raises:
-        ExportError: For a batch below 1 or no positive sizes.
-    """
-    if batch < 1:
-        raise ExportError(f"batch size {batch} must be >= 1")
-    ordered = sorted(set(sizes))
-    if not ordered or ordered[0] < 1:
-        raise ExportError(f"fixed batch sizes {list(sizes)} must be a non-empty list of positive sizes")
-    largest = ordered[-1]
-    chunks = [(largest, largest)] * (batch // largest)
-    rest = batch % largest
-    if rest:
-        chunks.append((next(s for s in ordered if s >= rest), rest))
-    return chunks
-
-
-# --------------------------------------------------------------------------------------- exporter
-
-
 class TFLiteExporter(FormatExporter):
     """``.tflite`` files converted by litert-torch and run by ai-edge-litert's interpreter."""
 
@@ -347,54 +321,8 @@ class TFLiteExporter(FormatExporter):
         return Converted(files=[rel], batch=batch_info, details=details)
 
     def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_path=str(folder / converted.files[0]))
-        keys = converted.details.get("signature_keys") or _identity_keys(graph)
-        names = [s.name for s in graph.inputs]
-
-        def check(inputs: Mapping[str, np.ndarray]) -> int:
-            missing = [n for n in names if n not in inputs]
-            if missing:
-                raise ExportError(
-                    f"{converted.files[0]}: inputs {missing} are missing; the graph takes {names}"
-                )
-            sizes = {len(inputs[n]) for n in names}
-            if len(sizes) != 1:
-                raise ExportError(f"{converted.files[0]}: inputs disagree on the batch size: {sorted(sizes)}")
-            return sizes.pop()
-
-        if converted.batch.get("dynamic"):
-            runner = interpreter.get_signature_runner(converted.batch.get("signature", DYNAMIC_SIGNATURE))
-
-            def run_dynamic(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-                check(inputs)
-                return _run_signature(runner, graph, keys, inputs)
-
-            return run_dynamic
-
-        signatures = {int(k): v for k, v in converted.batch["signatures"].items()}
-        runners = {size: interpreter.get_signature_runner(name) for size, name in signatures.items()}
-
-        def run_fixed(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            n = check(inputs)
-            parts: dict[str, list[np.ndarray]] = {o.name: [] for o in graph.outputs}
-            start = 0
-            for size, rows in plan_chunks(n, list(runners)):
-                feeds = {}
-                for name in names:
-                    chunk = np.asarray(inputs[name][start : start + rows])
-                    if rows < size:  # pad with zeros (False for bool); padded rows are dropped below
-                        pad = np.zeros((size - rows, *chunk.shape[1:]), dtype=chunk.dtype)
-                        chunk = np.concatenate([chunk, pad])
-                    feeds[name] = chunk
-                out = _run_signature(runners[size], graph, keys, feeds)
-                for name, value in out.items():
-                    parts[name].append(value[:rows])
-                start += rows
-            return {name: np.concatenate(v) for name, v in parts.items()}
-
-        return run_fixed
+        # The runtime's LiteRT backend splits/pads any batch onto fixed-size signatures.
+        return self._runtime_runner(folder, converted, graph)
 
     def _inspect(self, folder: Path, converted: Converted, graph: GraphSpec) -> dict[str, Any]:
         from edgefuse.errors import BackendUnavailableError

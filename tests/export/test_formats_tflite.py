@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from edgefuse.errors import BackendUnavailableError  # noqa: E402
 from edgefuse.export.errors import ExportError, ExportValidationError  # noqa: E402
 from edgefuse.export.formats.base import BatchPlan, Converted  # noqa: E402
-from edgefuse.export.formats.tflite import TFLiteExporter, plan_chunks  # noqa: E402
+from edgefuse.export.formats.tflite import TFLiteExporter  # noqa: E402
 from edgefuse.export.graphs import IOSpec, build_graphs  # noqa: E402
 from edgefuse.models.contract import build_model  # noqa: E402
 from edgefuse.models.reference import reference_architecture  # noqa: E402
@@ -146,8 +146,10 @@ def test_runner_matches_torch(split, name: str) -> None:  # type: ignore[no-unty
 
 def test_runner_rejects_missing_inputs(split) -> None:  # type: ignore[no-untyped-def]
     exporter, folder, graphs, converted, _, _ = split
-    run = exporter.load_runner(folder, converted["head"], graphs["head"])
-    with pytest.raises(ExportError, match="missing"):
+    from edgefuse.runtime.errors import InputError
+
+    run = exporter.load_runner(folder, converted["head"], graphs["head"])  # the runtime's LiteRT backend
+    with pytest.raises(InputError, match="fused"):
         run({"wrong": np.zeros((1, 16), np.float32)})
 
 
@@ -199,30 +201,6 @@ def test_monolithic_nan_in_absent_input_does_not_leak(mono) -> None:  # type: ig
     assert np.isfinite(nan_out).all()
     np.testing.assert_array_equal(nan_out, run(clean)["logits"])
     assert np.abs(nan_out - _torch(graph, clean)).max() <= 1e-4
-
-
-@pytest.mark.parametrize(
-    ("batch", "sizes", "chunks"),
-    [
-        (1, (1, 8), [(1, 1)]),
-        (7, (1, 8), [(8, 7)]),
-        (8, (1, 8), [(8, 8)]),
-        (17, (1, 8), [(8, 8), (8, 8), (1, 1)]),
-        (19, (8, 1), [(8, 8), (8, 8), (8, 3)]),
-        (3, (4,), [(4, 3)]),
-        (6, (2, 4), [(4, 4), (2, 2)]),
-    ],
-)
-def test_plan_chunks(batch: int, sizes: tuple[int, ...], chunks: list[tuple[int, int]]) -> None:
-    assert plan_chunks(batch, sizes) == chunks
-    assert sum(rows for _, rows in chunks) == batch
-
-
-def test_plan_chunks_rejects_bad_input() -> None:
-    with pytest.raises(ExportError, match=">= 1"):
-        plan_chunks(0, (1, 8))
-    with pytest.raises(ExportError, match="positive"):
-        plan_chunks(3, ())
 
 
 def test_unavailable_runner_raises_with_reason(monkeypatch, split) -> None:  # type: ignore[no-untyped-def]

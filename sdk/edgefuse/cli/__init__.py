@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, str] = {
     "robustness": "edgefuse.cli.robustness",
     "wise-ft": "edgefuse.cli.wiseft",
     "export": "edgefuse.cli.export",
+    "run": "edgefuse.cli.run",
+    "bench": "edgefuse.cli.bench",
 }
 
 

@@ -1,0 +1,238 @@
+"""Benchmark the split-execution Session against raw onnxruntime on the monolithic graph, in one process.
+
+Usage: python benchmarks/bench_runtime.py [--json PATH] [--quick]
+
+Builds the reference checkpoint (audio (1, 32, 61) + image (1, 8, 8), 10 classes), exports split and
+monolithic ONNX for generic/x86-64 into a temp dir, and measures with threads=1 on both sides (median of
+repeats of the mean of an inner loop, batch 1):
+
+(a) split_vs_raw_all_present: Session.predict (split, all present) / raw InferenceSession on the monolithic
+    ONNX fed every input and presence all True. Target <= 1.10.
+(b) split_vs_zero_filled_one_absent: Session.predict with audio absent / raw monolithic fed zeros for
+    audio and presence False. Target: <= 1 - (audio encoder share), the share measured as raw audio
+    encoder time / (raw audio + image encoder + head time).
+(c) overhead_us: SDK time per predict excluding backend time (backends' ``run`` wrapped to accumulate
+    their time). Target <= 30 us.
+(d) rss_growth_mb: RSS growth (/proc/self/statm) over 100k predicts after 1k warm-up calls. Target <= 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SHAPES = {"audio": (1, 32, 61), "image": (1, 8, 8)}
+
+
+def time_us(fn: Callable[[], object], inner: int, repeats: int) -> float:
+    """Median over ``repeats`` of the mean time of ``inner`` calls, in microseconds."""
+    for _ in range(max(10, inner // 10)):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter_ns() - t0) / inner / 1e3)
+    return statistics.median(samples)
+
+
+def build_artifacts(root: Path) -> tuple[Path, Path]:
+    """Reference checkpoint -> split and monolithic ONNX artifacts for generic/x86-64."""
+    import torch
+    from edgefuse.checkpoint import save_checkpoint
+    from edgefuse.export import export
+    from edgefuse.models.contract import build_model
+    from edgefuse.models.reference import reference_architecture
+    from edgefuse.specs import ModalitySpec
+
+    specs = (
+        ModalitySpec("audio", SHAPES["audio"], preprocessing="logmel-v1"),
+        ModalitySpec("image", SHAPES["image"]),
+    )
+    torch.manual_seed(0)
+    model = build_model(reference_architecture(specs, 64), specs, [str(i) for i in range(10)])
+    with torch.no_grad():
+        model.fusion.norm.weight.uniform_(0.5, 1.5)
+        model.fusion.norm.bias.uniform_(-0.5, 0.5)
+        model.fusion.log_weights.copy_(torch.linspace(-0.5, 0.5, len(specs)))
+    ckpt = save_checkpoint(model.eval(), root / "ckpt")
+    export(ckpt, "generic/x86-64", "onnx", root / "split")
+    export(ckpt, "generic/x86-64", "onnx", root / "mono", monolithic=True)
+    return root / "split", root / "mono"
+
+
+def raw_session(path: Path) -> Any:
+    """A raw onnxruntime session with the same options as the runtime's backend (threads=1)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def rss_mb() -> float:
+    """Current resident set size from /proc/self/statm (Linux), in MiB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure the four figures and return the JSON-ready results."""
+    from edgefuse.runtime import load
+
+    inner, repeats = (200, 5) if quick else (1000, 9)
+    rng = np.random.default_rng(0)
+    x = {m: rng.standard_normal((1, *s)).astype(np.float32) for m, s in SHAPES.items()}
+    with tempfile.TemporaryDirectory(prefix="bench_runtime_") as tmp:
+        split_dir, mono_dir = build_artifacts(Path(tmp))
+        session = load(split_dir, threads=1)
+        mono_manifest = json.loads((mono_dir / "manifest.json").read_text())
+        mono_graph = mono_manifest["graphs"]["model"]
+        raw = raw_session(mono_dir / mono_graph["files"][0])
+        presence_name = next(i["name"] for i in mono_graph["inputs"] if i["dtype"] == "bool")
+        out_name = mono_graph["outputs"][0]["name"]
+        feeds_all = {"audio": x["audio"], "image": x["image"], presence_name: np.ones((1, 2), bool)}
+        feeds_no_audio = {
+            "audio": np.zeros_like(x["audio"]),
+            "image": x["image"],
+            presence_name: np.array([[False, True]]),
+        }
+        enc = {m: raw_session(split_dir / f"encoder_{m}.onnx") for m in SHAPES}
+        head = raw_session(split_dir / "head.onnx")
+        fused = np.zeros((1, 64), np.float32)
+
+        t_split_all = time_us(lambda: session.predict(x), inner, repeats)
+        t_raw_all = time_us(lambda: raw.run([out_name], feeds_all), inner, repeats)
+        only_image = {"image": x["image"]}
+        t_split_img = time_us(lambda: session.predict(only_image), inner, repeats)
+        t_raw_img = time_us(lambda: raw.run([out_name], feeds_no_audio), inner, repeats)
+        t_enc = {m: time_us(lambda m=m: enc[m].run(None, {m: x[m]}), inner, repeats) for m in SHAPES}
+        t_head = time_us(lambda: head.run(None, {"fused": fused}), inner, repeats)
+        share = t_enc["audio"] / (t_enc["audio"] + t_enc["image"] + t_head)
+
+        # (c) SDK overhead: wrap each backend's execution to accumulate its time
+        backend_ns = [0]
+        for gname in session.loaded_graphs:
+            backend = session.graph_backend(gname)
+            original = backend._execute
+
+            def timed(feeds: Any, _orig: Any = original) -> Any:
+                t0 = time.perf_counter_ns()
+                try:
+                    return _orig(feeds)
+                finally:
+                    backend_ns[0] += time.perf_counter_ns() - t0
+
+            backend._execute = timed  # type: ignore[method-assign]
+        overheads = []
+        for _ in range(repeats):
+            backend_ns[0] = 0
+            t0 = time.perf_counter_ns()
+            for _ in range(inner):
+                session.predict(x)
+            total = time.perf_counter_ns() - t0
+            overheads.append((total - backend_ns[0]) / inner / 1e3)
+        overhead_us = statistics.median(overheads)
+        for gname in session.loaded_graphs:  # unwrap
+            vars(session.graph_backend(gname)).pop("_execute", None)
+
+        # (d) RSS growth over 100k predicts after a 1k warm-up
+        n_calls = 10_000 if quick else 100_000
+        for _ in range(1000):
+            session.predict(x)
+        rss0 = rss_mb()
+        for i in range(n_calls):
+            session.predict(x if i % 2 else only_image)
+        rss_growth = rss_mb() - rss0
+        session.close()
+
+    ratio_all = t_split_all / t_raw_all
+    ratio_img = t_split_img / t_raw_img
+    target_img = 1.0 - share
+    return {
+        "split_vs_raw_all_present": ratio_all,
+        "split_vs_zero_filled_one_absent": ratio_img,
+        "overhead_us": overhead_us,
+        "rss_growth_mb": rss_growth,
+        "details": {
+            "threads": 1,
+            "inner": inner,
+            "repeats": repeats,
+            "split_all_us": t_split_all,
+            "raw_mono_all_us": t_raw_all,
+            "split_image_only_us": t_split_img,
+            "raw_mono_zero_filled_audio_us": t_raw_img,
+            "raw_encoder_us": t_enc,
+            "raw_head_us": t_head,
+            "audio_encoder_share": share,
+            "targets": {
+                "split_vs_raw_all_present": "<= 1.10",
+                "split_vs_zero_filled_one_absent": f"<= 1 - audio share = {target_img:.3f}",
+                "overhead_us": "<= 30",
+                "rss_growth_mb": "<= 5",
+            },
+            "met": {
+                "split_vs_raw_all_present": ratio_all <= 1.10,
+                "split_vs_zero_filled_one_absent": ratio_img <= target_img,
+                "overhead_us": overhead_us <= 30.0,
+                "rss_growth_mb": rss_growth <= 5.0,
+            },
+            "rss_calls": n_calls,
+            "python": sys.version.split()[0],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, print each figure with its target, optionally write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and 10k RSS calls (smoke run)")
+    args = parser.parse_args(argv)
+    res = run(quick=args.quick)
+    d = res["details"]
+    met = {k: "met" if v else "MISSED" for k, v in d["met"].items()}
+    print(f"threads=1, batch 1, median of {d['repeats']} x {d['inner']} calls")
+    print(
+        f"(a) split_vs_raw_all_present       = {res['split_vs_raw_all_present']:.3f}  "
+        f"(split {d['split_all_us']:.1f} us / raw mono {d['raw_mono_all_us']:.1f} us; target <= 1.10: "
+        f"{met['split_vs_raw_all_present']})"
+    )
+    print(
+        f"(b) split_vs_zero_filled_one_absent = {res['split_vs_zero_filled_one_absent']:.3f}  "
+        f"(split image-only {d['split_image_only_us']:.1f} us / raw mono zero-filled "
+        f"{d['raw_mono_zero_filled_audio_us']:.1f} us; audio encoder share {d['audio_encoder_share']:.3f} "
+        f"= raw audio enc {d['raw_encoder_us']['audio']:.1f} us / (audio + image enc "
+        f"{d['raw_encoder_us']['image']:.1f} + head {d['raw_head_us']:.1f}); "
+        f"target {d['targets']['split_vs_zero_filled_one_absent']}: {met['split_vs_zero_filled_one_absent']})"
+    )
+    print(
+        f"(c) overhead_us                     = {res['overhead_us']:.1f}  (target <= 30: {met['overhead_us']})"
+    )
+    print(
+        f"(d) rss_growth_mb                   = {res['rss_growth_mb']:.2f}  "
+        f"(over {d['rss_calls']} predicts after 1k warm-up; target <= 5: {met['rss_growth_mb']})"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

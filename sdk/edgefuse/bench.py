@@ -1,0 +1,855 @@
+"""Benchmark reports for artifacts and plain model files, like ``trtexec`` / ``onnxruntime_perf_test``.
+
+For an artifact folder, :func:`bench_artifact` measures per backend x presence pattern: the bytes of the
+files the session loads, load time, first-inference time, warm p50/p90/p99 and mean latency at batch 1,
+throughput at batch 1 and 8, peak RSS (in a fresh subprocess per backend x pattern) and a roofline
+**estimate** for the device profile from FLOPs and bytes counted in the ONNX graphs. :func:`bench_model`
+does the same (without presence patterns) for a plain ``.onnx`` or ``.tflite`` file, with inputs built
+from its input spec. :func:`render_markdown` and :func:`save_report` turn the result into a Markdown
+table and a PNG plot; :data:`DEFINITIONS` holds the one-line definition of each figure.
+
+Heavy imports (onnx, onnxruntime, LiteRT, matplotlib) happen inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefuse.errors import ContractError, ProfileError, did_you_mean
+
+__all__ = [
+    "DEFINITIONS",
+    "GraphCost",
+    "bench_artifact",
+    "bench_model",
+    "count_onnx",
+    "parse_patterns",
+    "render_markdown",
+    "roofline_estimate",
+    "save_report",
+]
+
+_log = logging.getLogger(__name__)
+
+#: One-line definition of each reported figure (printed under the table and in the Markdown).
+DEFINITIONS: dict[str, str] = {
+    "size_bytes": "bytes of the model files the session loads (graphs only; manifest and reference excluded)",
+    "load_ms": "cold load: wall time to build the session (read, verify sha256, create backend sessions)",
+    "first_ms": "first inference at batch 1 right after loading (includes lazy backend initialisation)",
+    "p50_ms/p90_ms/p99_ms": "warm latency percentiles at batch 1 over --iters calls after --warmup calls",
+    "mean_ms": "mean warm latency at batch 1 over the same calls",
+    "throughput_b1": "samples/s at batch 1: iters / total warm time of those calls",
+    "throughput_b8": "samples/s at batch 8: 8 x calls / total time of warm batch-8 calls",
+    "peak_rss_mb": "peak resident set size (ru_maxrss) of a fresh subprocess that loads and runs it",
+    "estimate_ms": (
+        "ESTIMATE, not a measurement: roofline max(FLOPs / profile peak, bytes / profile bandwidth) for the "
+        "profile's target, FLOPs and bytes counted from the ONNX graphs that run"
+    ),
+}
+
+_MODEL_SUFFIXES = (".onnx", ".tflite")
+
+
+# --------------------------------------------------------------------------------------------------
+# FLOP and byte counting (ONNX)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GraphCost:
+    """FLOPs and bytes of one ONNX graph at a given batch size (an estimate).
+
+    Attributes:
+        flops: Floating-point operations: Conv ``2*N*Cout*Cin/groups*kh*kw*Hout*Wout``, Gemm/MatMul
+            ``2*M*N*K`` (times the broadcast batch), any other op one per output element.
+        bytes: Initializer (weight) bytes + bytes of every graph input read + every node output written.
+        unknown_ops: Op types whose output shapes could not be inferred (counted as 0).
+    """
+
+    flops: int
+    bytes: int
+    unknown_ops: tuple[str, ...] = ()
+
+    def __add__(self, other: GraphCost) -> GraphCost:
+        return GraphCost(
+            self.flops + other.flops,
+            self.bytes + other.bytes,
+            tuple(sorted(set(self.unknown_ops) | set(other.unknown_ops))),
+        )
+
+
+def _fix_dims(model: Any, batch: int) -> None:
+    """Set every dynamic (symbolic or non-positive) dimension of the graph inputs to ``batch``."""
+    for value in model.graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") or dim.dim_value <= 0:
+                dim.Clear()
+                dim.dim_value = batch
+    for value in model.graph.output:  # stale symbolic shapes: re-inferred from the fixed inputs
+        value.type.tensor_type.ClearField("shape")
+    del model.graph.value_info[:]
+
+
+def count_onnx(path: str | Path | Any, batch: int = 1) -> GraphCost:
+    """Count the FLOPs and bytes of an ONNX model at ``batch`` (dynamic dimensions set to ``batch``).
+
+    Args:
+        path: A ``.onnx`` file or a loaded ``onnx.ModelProto``.
+        batch: The value of every dynamic dimension of the inputs.
+
+    Returns:
+        A :class:`GraphCost`.
+
+    Raises:
+        ContractError: When the file cannot be read as ONNX.
+    """
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    if isinstance(path, str | os.PathLike):
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:
+            raise ContractError(f"{path}: cannot read it as ONNX ({type(exc).__name__}: {exc})") from exc
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(path)
+    _fix_dims(model, batch)
+    try:
+        model = shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:  # partial shapes still give a partial count
+        _log.info("ONNX shape inference failed (%s); counting with the shapes known", exc)
+    graph = model.graph
+    itemsize: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        tt = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
+        shapes[value.name] = None if (not tt.HasField("shape") or any(d < 0 for d in dims)) else dims
+        try:
+            itemsize[value.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).itemsize
+        except Exception:
+            itemsize[value.name] = 4
+    weight_bytes = 0
+    inits: set[str] = set()
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        shapes[init.name] = tuple(int(d) for d in arr.shape)
+        itemsize[init.name] = arr.dtype.itemsize
+        weight_bytes += int(arr.nbytes)
+        inits.add(init.name)
+    for node in graph.node:  # Constant nodes hold weights too
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    arr = numpy_helper.to_array(attr.t)
+                    shapes[node.output[0]] = tuple(int(d) for d in arr.shape)
+                    itemsize[node.output[0]] = arr.dtype.itemsize
+                    weight_bytes += int(arr.nbytes)
+                    inits.add(node.output[0])
+
+    def numel(name: str) -> int | None:
+        shape = shapes.get(name)
+        return None if shape is None else int(np.prod(shape, dtype=np.int64))
+
+    flops = 0
+    act_bytes = 0
+    unknown: set[str] = set()
+    graph_inputs = {v.name for v in graph.input} - inits
+    for name in graph_inputs:
+        n = numel(name)
+        act_bytes += 0 if n is None else n * itemsize.get(name, 4)
+    for node in graph.node:
+        if node.op_type == "Constant":
+            continue
+        out = node.output[0] if node.output else ""
+        out_shape = shapes.get(out)
+        if out_shape is None:
+            unknown.add(node.op_type)
+            continue
+        for o in node.output:
+            n = numel(o)
+            act_bytes += 0 if n is None else n * itemsize.get(o, 4)
+        flops += _node_flops(node, out_shape, shapes)
+    return GraphCost(int(flops), int(weight_bytes + act_bytes), tuple(sorted(unknown)))
+
+
+def _node_flops(node: Any, out_shape: tuple[int, ...], shapes: Mapping[str, tuple[int, ...] | None]) -> int:
+    """FLOPs of one node given its (first) output shape (one per output element for other ops)."""
+    out_numel = int(np.prod(out_shape, dtype=np.int64))
+    op = node.op_type
+    flops = out_numel
+    if op in ("Conv", "ConvTranspose"):
+        w = shapes.get(node.input[1])
+        if w is not None and len(w) >= 3:
+            group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
+            # Conv W: (Cout, Cin/groups, k...); ConvTranspose W: (Cin, Cout/groups, k...)
+            cin_per_group = w[1] if op == "Conv" else w[0] // group
+            flops = 2 * out_numel * cin_per_group * int(np.prod(w[2:], dtype=np.int64))
+    elif op == "Gemm":
+        a = shapes.get(node.input[0])
+        if a is not None and len(a) == 2:
+            trans_a = next((x.i for x in node.attribute if x.name == "transA"), 0)
+            flops = 2 * out_numel * (a[0] if trans_a else a[1])
+    elif op == "MatMul":
+        a = shapes.get(node.input[0])
+        if a is not None and a:
+            flops = 2 * out_numel * a[-1]
+    return int(flops)
+
+
+def roofline_estimate(
+    flops: float, nbytes: float, peak_gflops: float | None, bandwidth_gbs: float | None
+) -> dict[str, Any]:
+    """Roofline time ``max(flops / peak, bytes / bandwidth)``; always labelled an estimate.
+
+    Args:
+        flops: Operations of one inference.
+        nbytes: Bytes moved by one inference.
+        peak_gflops: The target's peak GFLOP/s for the artifact's precision (``None``: unknown).
+        bandwidth_gbs: The target's memory bandwidth in GB/s (``None``: unknown).
+
+    Returns:
+        ``{"kind": "estimate", "ms", "compute_ms", "memory_ms", "bound", "flops", "bytes", ...}``.
+    """
+    compute_s = flops / (peak_gflops * 1e9) if peak_gflops else None
+    memory_s = nbytes / (bandwidth_gbs * 1e9) if bandwidth_gbs else None
+    known = [t for t in (compute_s, memory_s) if t is not None]
+    ms = max(known) * 1e3 if known else None
+    bound = None
+    if compute_s is not None and memory_s is not None:
+        bound = "compute" if compute_s >= memory_s else "memory"
+    return {
+        "kind": "estimate",
+        "ms": ms,
+        "compute_ms": None if compute_s is None else compute_s * 1e3,
+        "memory_ms": None if memory_s is None else memory_s * 1e3,
+        "bound": bound,
+        "flops": int(flops),
+        "bytes": int(nbytes),
+        "peak_gflops": peak_gflops,
+        "bandwidth_gbs": bandwidth_gbs,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1e3
+
+
+def _time_calls(fn: Callable[[], object], warmup: int, iters: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _latency_figures(
+    call_b1: Callable[[], object], call_b8: Callable[[], object], warmup: int, iters: int
+) -> dict[str, float]:
+    times = _time_calls(call_b1, warmup, iters)
+    arr = np.asarray(times)
+    iters8 = max(1, iters // 4)
+    times8 = _time_calls(call_b8, max(1, warmup // 4), iters8)
+    return {
+        "p50_ms": _ms(float(np.percentile(arr, 50))),
+        "p90_ms": _ms(float(np.percentile(arr, 90))),
+        "p99_ms": _ms(float(np.percentile(arr, 99))),
+        "mean_ms": _ms(float(arr.mean())),
+        "throughput_b1": float(len(times) / arr.sum()),
+        "throughput_b8": float(8 * len(times8) / sum(times8)),
+    }
+
+
+def _check_counts(warmup: int, iters: int) -> None:
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ContractError(f"warmup must be an int >= 0; got {warmup!r}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ContractError(f"iters must be an int >= 1; got {iters!r}")
+
+
+def _peak_rss_subprocess(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Run :func:`_rss_child` in a fresh interpreter; ``{"peak_rss_mb", "rss_scope"}``."""
+    code = "import sys, json; from edgefuse.bench import _rss_child; print(json.dumps(_rss_child(*json.loads(sys.argv[1]))))"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, json.dumps([kind, dict(spec)])],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output")
+        peak = float(json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+        return {"peak_rss_mb": peak, "rss_scope": "fresh subprocess"}
+    except Exception as exc:
+        _log.warning("peak RSS subprocess failed (%s); reporting this process's peak instead", exc)
+        return {"peak_rss_mb": _ru_maxrss_mb(), "rss_scope": "process peak (subprocess failed)"}
+
+
+def _ru_maxrss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def _rss_child(kind: str, spec: dict[str, Any]) -> dict[str, float]:
+    """In a fresh process: load and run a few calls, then report ``ru_maxrss`` in MiB."""
+    if kind == "artifact":
+        from edgefuse.runtime import load
+
+        session = load(spec["artifact"], profile=spec.get("profile"), backend=spec.get("backend"))
+        inputs1, inputs8 = _pattern_inputs(session, tuple(spec["pattern"]))
+        for _ in range(5):
+            session.predict(inputs1)
+        session.predict(inputs8)
+        session.close()
+    else:
+        runner = _ModelRunner(Path(spec["path"]), spec.get("threads"))
+        runner.run(1)
+        runner.run(8)
+    return {"peak_rss_mb": _ru_maxrss_mb()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Artifacts
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_patterns(text: str | Sequence[str] | None, modalities: Sequence[str]) -> list[tuple[str, ...]]:
+    """Presence patterns from ``"all,audio,image"`` (``+`` joins modalities: ``audio+image``).
+
+    ``None`` or ``""`` gives every non-empty subset of ``modalities`` (largest first); ``all`` is every
+    modality present.
+
+    Raises:
+        ContractError: For an unknown modality (with the closest match) or an empty pattern.
+    """
+    if text is None or (isinstance(text, str) and not text.strip()):
+        mods = tuple(modalities)
+        return [c for r in range(len(mods), 0, -1) for c in itertools.combinations(mods, r)]
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(s) for s in text]
+    out: list[tuple[str, ...]] = []
+    for item in items:
+        if not item:
+            continue
+        if item == "all":
+            pattern = tuple(modalities)
+        else:
+            names = [n.strip() for n in item.split("+") if n.strip()]
+            for n in names:
+                if n not in modalities:
+                    raise ContractError(
+                        f"pattern {item!r}: unknown modality {n!r}{did_you_mean(n, modalities)}; "
+                        f"this session has {list(modalities)} (write patterns like all,audio,audio+image)"
+                    )
+            pattern = tuple(m for m in modalities if m in names)
+        if not pattern:
+            raise ContractError(f"pattern {item!r} names no modality; this session has {list(modalities)}")
+        if pattern not in out:
+            out.append(pattern)
+    if not out:
+        raise ContractError(f"--patterns {text!r} gives no pattern; e.g. all,{','.join(modalities)}")
+    return out
+
+
+def _pattern_inputs(session: Any, pattern: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    specs = {m["name"]: m for m in session.manifest.data["modalities"]}
+    one, eight = {}, {}
+    for m in pattern:
+        shape = tuple(int(d) for d in specs[m]["shape"])
+        dtype = np.dtype(specs[m]["dtype"])
+        one[m] = rng.standard_normal((1, *shape)).astype(dtype)
+        eight[m] = rng.standard_normal((8, *shape)).astype(dtype)
+    return one, eight
+
+
+def _pattern_name(pattern: Sequence[str]) -> str:
+    return "+".join(pattern)
+
+
+def _artifact_estimate(session: Any, pattern: tuple[str, ...], profile: Any) -> dict[str, Any]:
+    """Roofline estimate for the graphs that run for ``pattern`` (ONNX artifacts only)."""
+    manifest = session.manifest
+    if manifest.format != "onnx":
+        return {
+            "kind": "estimate",
+            "ms": None,
+            "note": "estimate unavailable (FLOP counting implemented for ONNX)",
+        }
+    if profile is None:
+        return {"kind": "estimate", "ms": None, "note": "estimate unavailable (no known device profile)"}
+    precision = str(manifest.data.get("precision", "fp32"))
+    graphs = manifest.data["graphs"]
+    if manifest.layout == "monolithic":
+        names = list(session.loaded_graphs)
+    else:
+        specs = {m["name"]: m for m in manifest.data["modalities"]}
+        names = [str(specs[m].get("graph", f"encoder_{m}")) for m in pattern] + ["head"]
+    cost = GraphCost(0, 0)
+    for g in names:
+        cost = cost + count_onnx(Path(manifest.root) / graphs[g]["files"][0])
+    dim = int(manifest.data["fusion"].get("dim") or 0)
+    cost = cost + GraphCost(4 * dim * len(pattern), 4 * dim * (len(pattern) + 1))  # the fusion kernel
+    peak = profile.compute.peak(precision)
+    est = roofline_estimate(cost.flops, cost.bytes, peak, profile.compute.memory_bandwidth_gbs)
+    est.update({"profile": str(profile.id), "precision": precision, "graphs": names})
+    if peak is None:
+        est["note"] = f"profile {profile.id!r} gives no peak compute for {precision}; memory-bound time only"
+    if cost.unknown_ops:
+        est["unknown_ops"] = list(cost.unknown_ops)
+    return est
+
+
+def _file_bytes(root: Path, files: Sequence[str]) -> int:
+    total = 0
+    for rel in files:
+        p = root / rel
+        if p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        elif p.exists():
+            total += p.stat().st_size
+    return total
+
+
+def bench_artifact(
+    artifact: str | Path,
+    *,
+    profile: str | None = None,
+    backends: Sequence[str] | None = None,
+    patterns: str | Sequence[str] | None = None,
+    warmup: int = 10,
+    iters: int = 100,
+    rss: bool = True,
+) -> dict[str, Any]:
+    """Benchmark an artifact folder per backend x presence pattern.
+
+    Args:
+        artifact: The artifact folder (holding ``manifest.json``).
+        profile: Device profile id or TOML path (decides encoders loaded, threads, the estimate's target);
+            ``None``: the manifest's profile.
+        backends: Backend names to benchmark, each alone (``None``: the one the session chooses).
+        patterns: ``"all,audio,image"`` style patterns (``None``: every non-empty subset).
+        warmup: Warm-up calls before timing.
+        iters: Timed calls at batch 1 (batch 8 uses ``max(1, iters // 4)`` calls).
+        rss: Measure peak RSS in a fresh subprocess per backend x pattern.
+
+    Returns:
+        ``{"kind": "artifact", "artifact", "profile", "format", "layout", "precision", "results": [...],
+        "definitions"}``; each result has the figures of :data:`DEFINITIONS` and ``estimate``.
+
+    Raises:
+        ContractError: Bad counts or patterns.
+        EdgeFuseError: Whatever loading the artifact raises (manifest, backend, profile errors).
+    """
+    from edgefuse.profiles import get_profile
+    from edgefuse.runtime import load
+
+    _check_counts(warmup, iters)
+    root = Path(artifact)
+    names: list[str | None] = list(backends) if backends else [None]
+    results = []
+    first_session = None
+    for name in names:
+        t0 = time.perf_counter()
+        probe = load(root, profile=profile, backend=name)
+        probe_load = time.perf_counter() - t0
+        prof_obj = None
+        try:
+            prof_obj = get_profile(profile if profile is not None else str(probe.manifest.data["profile"]))
+        except ProfileError:
+            _log.info("profile of %s not known here; no estimate", root)
+        first_session = first_session or probe
+        pats = parse_patterns(patterns, probe.modalities)
+        size = _file_bytes(root, probe.loaded_files)
+        for i, pattern in enumerate(pats):
+            if i == 0:
+                session, load_s = probe, probe_load
+            else:
+                t0 = time.perf_counter()
+                session = load(root, profile=profile, backend=name)
+                load_s = time.perf_counter() - t0
+            inputs1, inputs8 = _pattern_inputs(session, pattern)
+            t0 = time.perf_counter()
+            session.predict(inputs1)
+            first_s = time.perf_counter() - t0
+            figures = _latency_figures(
+                lambda s=session, x=inputs1: s.predict(x),
+                lambda s=session, x=inputs8: s.predict(x),
+                warmup,
+                iters,
+            )
+            estimate = _artifact_estimate(session, pattern, prof_obj)
+            row: dict[str, Any] = {
+                "backend": session.backend,
+                "pattern": _pattern_name(pattern),
+                "size_bytes": size,
+                "load_ms": _ms(load_s),
+                "first_ms": _ms(first_s),
+                **figures,
+                "threads": session.threads,
+                "estimate": estimate,
+            }
+            if session is not probe:
+                session.close()
+            if rss:
+                row.update(
+                    _peak_rss_subprocess(
+                        "artifact",
+                        {
+                            "artifact": str(root),
+                            "profile": profile,
+                            "backend": session.backend,
+                            "pattern": list(pattern),
+                        },
+                    )
+                )
+            else:
+                row.update({"peak_rss_mb": _ru_maxrss_mb(), "rss_scope": "process peak"})
+            results.append(row)
+        probe.close()
+    if first_session is None:  # pragma: no cover - names is never empty
+        raise ContractError("no backend to benchmark")
+    data = first_session.manifest.data
+    return {
+        "kind": "artifact",
+        "artifact": str(root),
+        "profile": first_session.profile or str(data.get("profile")),
+        "format": first_session.manifest.format,
+        "layout": first_session.manifest.layout,
+        "precision": str(data.get("precision", "fp32")),
+        "warmup": warmup,
+        "iters": iters,
+        "results": results,
+        "definitions": dict(DEFINITIONS),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Plain model files
+# --------------------------------------------------------------------------------------------------
+
+
+class _ModelRunner:
+    """Runs a plain ``.onnx`` (onnxruntime) or ``.tflite`` (LiteRT) file with generated inputs."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        self.path = path
+        self.suffix = path.suffix.lower()
+        if self.suffix == ".onnx":
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads or 0
+            opts.log_severity_level = 3
+            self.backend = "onnxruntime"
+            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self._inputs = [(i.name, list(i.shape), i.type) for i in self._sess.get_inputs()]
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+
+            self.backend = "litert"
+            self._interp = Interpreter(model_path=str(path), num_threads=threads)
+            self._details = self._interp.get_input_details()
+            self._inputs = [(d["name"], list(d["shape_signature"]), str(d["dtype"])) for d in self._details]
+            self._batch: int | None = None
+        self._feeds: dict[int, list[np.ndarray]] = {}
+
+    def _make(self, batch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(0)
+        arrays = []
+        for i, (_, shape, typ) in enumerate(self._inputs):
+            dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+            if dims and (not isinstance(shape[0], int) or shape[0] <= 0):
+                dims[0] = batch
+            dtype = self._dtype(i, typ)
+            if np.issubdtype(dtype, np.floating):
+                arrays.append(rng.standard_normal(dims).astype(dtype))
+            else:
+                arrays.append(np.zeros(dims, dtype=dtype))
+        return arrays
+
+    def _dtype(self, i: int, typ: str) -> np.dtype:
+        if self.suffix != ".onnx":
+            return np.dtype(self._details[i]["dtype"])
+        table = {"float": np.float32, "float16": np.float16, "double": np.float64, "bool": np.bool_}
+        inner = typ.removeprefix("tensor(").removesuffix(")")
+        return np.dtype(table.get(inner, inner))
+
+    def run(self, batch: int) -> None:
+        feeds = self._feeds.get(batch)
+        if feeds is None:
+            feeds = self._feeds[batch] = self._make(batch)
+        if self.suffix == ".onnx":
+            self._sess.run(None, {n: a for (n, _, _), a in zip(self._inputs, feeds, strict=True)})
+            return
+        if self._batch != batch:
+            for d, a in zip(self._details, feeds, strict=True):
+                self._interp.resize_tensor_input(d["index"], list(a.shape))
+            self._interp.allocate_tensors()
+            self._batch = batch
+        for d, a in zip(self._details, feeds, strict=True):
+            self._interp.set_tensor(d["index"], a)
+        self._interp.invoke()
+
+    @property
+    def batch_dynamic(self) -> bool:
+        return any(shape and (not isinstance(shape[0], int) or shape[0] <= 0) for _, shape, _ in self._inputs)
+
+
+def bench_model(
+    path: str | Path,
+    *,
+    profile: str | None = None,
+    warmup: int = 10,
+    iters: int = 100,
+    threads: int | None = None,
+    rss: bool = True,
+) -> dict[str, Any]:
+    """Benchmark a plain ``.onnx`` or ``.tflite`` file with random float32 inputs (ints as zeros).
+
+    Dynamic dimensions are 1 (the leading one is the batch: 1, then 8 for the batch-8 throughput; a
+    model with a fixed batch reports ``throughput_b8`` as ``None``).
+
+    Args:
+        path: The model file.
+        profile: Device profile id for the estimate (``None``: no estimate).
+        warmup: Warm-up calls.
+        iters: Timed calls at batch 1.
+        threads: Intra-op threads (``None``: the runtime's default, or the profile's threads).
+        rss: Measure peak RSS in a fresh subprocess.
+
+    Returns:
+        ``{"kind": "model", "results": [one row], ...}`` like :func:`bench_artifact` (pattern ``-``).
+
+    Raises:
+        ContractError: A missing file, an unsupported suffix, or bad counts.
+    """
+    _check_counts(warmup, iters)
+    p = Path(path)
+    if not p.is_file():
+        raise ContractError(f"{p} does not exist; give an artifact folder or a .onnx / .tflite file")
+    if p.suffix.lower() not in _MODEL_SUFFIXES:
+        raise ContractError(f"{p}: unsupported model file {p.suffix!r}; supported: {list(_MODEL_SUFFIXES)}")
+    prof = None
+    if profile is not None:
+        from edgefuse.profiles import get_profile
+
+        prof = get_profile(profile)
+        if threads is None:
+            threads = max(1, min(int(prof.threads), os.cpu_count() or 1))
+    t0 = time.perf_counter()
+    runner = _ModelRunner(p, threads)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    runner.run(1)
+    first_s = time.perf_counter() - t0
+    dynamic = runner.batch_dynamic
+    times = _time_calls(lambda: runner.run(1), warmup, iters)
+    arr = np.asarray(times)
+    figures: dict[str, Any] = {
+        "p50_ms": _ms(float(np.percentile(arr, 50))),
+        "p90_ms": _ms(float(np.percentile(arr, 90))),
+        "p99_ms": _ms(float(np.percentile(arr, 99))),
+        "mean_ms": _ms(float(arr.mean())),
+        "throughput_b1": float(len(times) / arr.sum()),
+        "throughput_b8": None,
+    }
+    if dynamic:
+        times8 = _time_calls(lambda: runner.run(8), max(1, warmup // 4), max(1, iters // 4))
+        figures["throughput_b8"] = float(8 * len(times8) / sum(times8))
+    if runner.suffix == ".onnx":
+        cost = count_onnx(p, 1)
+        if prof is None:
+            estimate: dict[str, Any] = {
+                "kind": "estimate",
+                "ms": None,
+                "flops": cost.flops,
+                "bytes": cost.bytes,
+                "note": "estimate unavailable (no --profile given: no peak compute or bandwidth)",
+            }
+        else:
+            precision = "fp16" if _onnx_is_fp16(p) else "fp32"
+            estimate = roofline_estimate(
+                cost.flops, cost.bytes, prof.compute.peak(precision), prof.compute.memory_bandwidth_gbs
+            )
+            estimate.update({"profile": str(prof.id), "precision": precision})
+    else:
+        estimate = {
+            "kind": "estimate",
+            "ms": None,
+            "note": "estimate unavailable (FLOP counting implemented for ONNX)",
+        }
+    row: dict[str, Any] = {
+        "backend": runner.backend,
+        "pattern": "-",
+        "size_bytes": p.stat().st_size,
+        "load_ms": _ms(load_s),
+        "first_ms": _ms(first_s),
+        **figures,
+        "threads": threads,
+        "estimate": estimate,
+    }
+    if rss:
+        row.update(_peak_rss_subprocess("model", {"path": str(p), "threads": threads}))
+    else:
+        row.update({"peak_rss_mb": _ru_maxrss_mb(), "rss_scope": "process peak"})
+    return {
+        "kind": "model",
+        "artifact": str(p),
+        "profile": None if prof is None else str(prof.id),
+        "format": p.suffix.lower().lstrip("."),
+        "layout": "model file",
+        "precision": None,
+        "warmup": warmup,
+        "iters": iters,
+        "results": [row],
+        "definitions": dict(DEFINITIONS),
+    }
+
+
+def _onnx_is_fp16(path: Path) -> bool:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------------
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("backend", "backend"),
+    ("pattern", "pattern"),
+    ("size_bytes", "size (KiB)"),
+    ("load_ms", "load ms"),
+    ("first_ms", "first ms"),
+    ("p50_ms", "p50 ms"),
+    ("p90_ms", "p90 ms"),
+    ("p99_ms", "p99 ms"),
+    ("mean_ms", "mean ms"),
+    ("throughput_b1", "b1 /s"),
+    ("throughput_b8", "b8 /s"),
+    ("peak_rss_mb", "peak RSS MiB"),
+    ("estimate", "estimate ms"),
+)
+
+
+def format_cell(key: str, value: Any) -> str:
+    """Text of one table cell."""
+    if key == "estimate":
+        ms = value.get("ms") if isinstance(value, Mapping) else None
+        bound = value.get("bound") if isinstance(value, Mapping) else None
+        text = "n/a" if ms is None else f"~{ms:.4f} (estimate{', ' + bound + '-bound' if bound else ''})"
+    elif value is None:
+        text = "-"
+    elif key == "size_bytes":
+        text = f"{value / 1024:.1f}"
+    elif key.startswith("throughput"):
+        text = f"{value:,.0f}"
+    elif isinstance(value, float):
+        text = f"{value:.3f}" if value < 100 else f"{value:.1f}"
+    else:
+        text = str(value)
+    return text
+
+
+def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """Cells of every result row, in :data:`COLUMNS` order."""
+    return [[format_cell(k, r.get(k)) for k, _ in COLUMNS] for r in report["results"]]
+
+
+def notes(report: Mapping[str, Any]) -> list[str]:
+    """Notes about estimates and RSS scope (deduplicated)."""
+    out: list[str] = []
+    for r in report["results"]:
+        for text in (r["estimate"].get("note"), f"peak RSS: {r.get('rss_scope')}"):
+            if text and text not in out:
+                out.append(text)
+    return out
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as a Markdown table followed by the definition of each figure."""
+    head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    lines = [
+        f"# Benchmark: {report['artifact']}",
+        "",
+        f"profile {report.get('profile')}, format {report.get('format')}, layout {report.get('layout')}, "
+        f"warmup {report['warmup']}, iters {report['iters']}",
+        "",
+        head,
+        sep,
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
+    lines += ["", "## Definitions", ""]
+    lines += [f"- **{k}**: {v}" for k, v in report["definitions"].items()]
+    extra = notes(report)
+    if extra:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in extra]
+    return "\n".join(lines) + "\n"
+
+
+def save_report(report: Mapping[str, Any], folder: str | Path) -> dict[str, Path]:
+    """Write ``bench.json``, ``bench.md`` and ``latency.png`` (latency per pattern) into ``folder``."""
+    from edgefuse.plots import pyplot, save_figure
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "latency.png"}
+    paths["json"].write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    paths["markdown"].write_text(render_markdown(report), encoding="utf-8")
+    plt = pyplot()
+    results = report["results"]
+    labels = [f"{r['backend']}\n{r['pattern']}" for r in results]
+    x = np.arange(len(results))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(results)), 3.5))
+    width = 0.25
+    for k, (key, name) in enumerate((("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"))):
+        ax.bar(x + (k - 1) * width, [r[key] for r in results], width, label=name)
+    est = [r["estimate"].get("ms") for r in results]
+    if any(e is not None for e in est):
+        ax.scatter(
+            x,
+            [math.nan if e is None else e for e in est],
+            marker="x",
+            color="black",
+            label="estimate (roofline)",
+        )
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("latency at batch 1 (ms)")
+    ax.set_title(f"latency per pattern: {Path(str(report['artifact'])).name}")
+    ax.legend()
+    save_figure(fig, paths["plot"])
+    return paths
+
+
+def median(values: Sequence[float]) -> float:
+    """Median (re-exported for scripts)."""
+    return float(statistics.median(values))

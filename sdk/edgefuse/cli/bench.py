@@ -1,0 +1,103 @@
+"""``edgefuse bench``: latency, throughput, memory and a roofline estimate of an artifact or model file."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "bench",
+        help="benchmark an artifact (per backend x presence pattern) or a plain .onnx/.tflite file",
+        description=__doc__,
+    )
+    p.add_argument("artifact", help="artifact folder (with manifest.json), or a .onnx / .tflite file")
+    p.add_argument("--profile", default=None, help="device profile id or TOML path (default: the manifest's)")
+    p.add_argument(
+        "--backend", default=None, help="backend(s) to benchmark, comma-separated (default: the chosen one)"
+    )
+    p.add_argument(
+        "--patterns",
+        default=None,
+        help="presence patterns, e.g. all,audio,image or audio+image (default: every)",
+    )
+    p.add_argument("--warmup", type=int, default=10, help="warm-up calls before timing (default 10)")
+    p.add_argument("--iters", type=int, default=100, help="timed calls at batch 1 (default 100)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for a plain model file")
+    p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS measurement")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="write the report as JSON to this file")
+    p.add_argument("--report", default=None, metavar="DIR", help="write bench.json, bench.md, latency.png")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Benchmark and print a rich table with the definition of each figure."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgefuse.bench import COLUMNS, bench_artifact, bench_model, notes, save_report, table_rows
+    from edgefuse.errors import ContractError
+
+    target = Path(args.artifact)
+    if not target.exists():
+        raise ContractError(f"{target} does not exist; give an artifact folder or a .onnx / .tflite file")
+    if target.is_dir():
+        if args.threads is not None:
+            raise ContractError("--threads applies to plain model files; artifacts use the profile's threads")
+        backends = [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None
+        report = bench_artifact(
+            target,
+            profile=args.profile,
+            backends=backends,
+            patterns=args.patterns,
+            warmup=args.warmup,
+            iters=args.iters,
+            rss=not args.no_rss,
+        )
+    else:
+        if args.patterns:
+            raise ContractError(
+                "--patterns applies to artifact folders; a plain model file has no modalities"
+            )
+        if args.backend:
+            raise ContractError(
+                "--backend applies to artifact folders; .onnx runs on onnxruntime, .tflite on litert"
+            )
+        report = bench_model(
+            target,
+            profile=args.profile,
+            warmup=args.warmup,
+            iters=args.iters,
+            threads=args.threads,
+            rss=not args.no_rss,
+        )
+    console = Console()
+    if not console.is_terminal:  # a pipe or file: do not squeeze the table into 80 columns
+        console = Console(width=220)
+    table = Table(
+        title=f"bench {report['artifact']} ({report['format']}, {report['layout']}; profile {report['profile']}; "
+        f"warmup {report['warmup']}, iters {report['iters']})"
+    )
+    for _, title in COLUMNS:
+        table.add_column(title, justify="left" if title in ("backend", "pattern") else "right")
+    for cells in table_rows(report):
+        table.add_row(*cells)
+    console.print(table)
+    for key, text in report["definitions"].items():
+        console.print(f"[bold]{key}[/]: {text}", highlight=False)
+    for text in notes(report):
+        console.print(f"note: {text}", highlight=False)
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+        console.print(f"JSON written to {out}", highlight=False)
+    if args.report:
+        paths = save_report(report, args.report)
+        console.print(f"report written: {', '.join(str(p) for p in paths.values())}", highlight=False)
+    return 0

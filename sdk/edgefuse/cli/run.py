@@ -1,0 +1,206 @@
+"""``edgefuse run``: predict one sample with an exported artifact, from a WAV, a PNG or an .npz of inputs.
+
+``--wav`` goes through the artifact's audio preprocessing (the manifest's ``logmel-v1`` parameters);
+``--image`` loads a PNG as grayscale in [0, 1], block-averages it to the modality's shape (8x8) and
+applies the manifest's image parameters (``scale``: pixel values are first mapped to the dataset's raw
+range ``0..1/scale`` and then multiplied by ``scale``); ``--npz`` gives arrays by modality name.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register the subcommand."""
+    p = sub.add_parser("run", help="predict one sample with an exported artifact", description=__doc__)
+    p.add_argument("artifact", help="artifact folder (with manifest.json)")
+    p.add_argument("--profile", default=None, help="device profile id or TOML path (default: the manifest's)")
+    p.add_argument("--backend", default=None, help="backend name (default: from the profile)")
+    p.add_argument("--wav", default=None, help="mono 16-bit PCM WAV for the audio modality")
+    p.add_argument("--image", default=None, help="PNG for the image modality (loaded as grayscale)")
+    p.add_argument(
+        "--npz", default=None, help=".npz of inputs keyed by modality name (with or without batch)"
+    )
+    p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    return p
+
+
+def _modality(manifest: Any, kind: str) -> dict[str, Any]:
+    """The manifest entry of the audio (``logmel-v1``) or image modality."""
+    from edgefuse.errors import ContractError
+
+    mods = list(manifest.data["modalities"])
+    if kind == "audio":
+        found = [m for m in mods if m.get("preprocessing") == "logmel-v1"]
+    else:
+        found = [
+            m for m in mods if m["name"] == "image" or str(m.get("preprocessing", "")).startswith("digits")
+        ]
+    if not found:
+        flag = "--wav" if kind == "audio" else "--image"
+        raise ContractError(
+            f"{flag} was given but the artifact {manifest.root} has no {kind} modality "
+            f"({'logmel-v1 preprocessing' if kind == 'audio' else 'named image'}); it has "
+            f"{[m['name'] for m in mods]}: use --npz with those names"
+        )
+    return found[0]
+
+
+def wav_input(path: str | Path, spec: dict[str, Any]) -> np.ndarray:
+    """``(1, *shape)`` float32 features of a WAV through the modality's ``logmel-v1`` parameters."""
+    from edgefuse.data.audio import AudioFeatureConfig, logmel, read_wav
+    from edgefuse.errors import ContractError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ContractError(f"--wav {p}: no such file; give a mono 16-bit PCM WAV")
+    cfg = AudioFeatureConfig.from_dict(dict(spec.get("params") or {}))
+    wave_, _ = read_wav(p, sample_rate=cfg.sample_rate)
+    feats = logmel(wave_, cfg)
+    shape = tuple(int(d) for d in spec["shape"])
+    if feats.shape != shape:
+        raise ContractError(
+            f"--wav {p}: logmel-v1 features have shape {feats.shape}, the artifact's {spec['name']!r} takes "
+            f"{shape}; the manifest's preprocessing params do not match the graph: re-export the artifact"
+        )
+    return feats[None].astype(np.dtype(spec["dtype"]), copy=False)
+
+
+def _read_gray(p: Path) -> np.ndarray:
+    """Grayscale float image in [0, 1] (PIL when installed, else matplotlib)."""
+    try:
+        from PIL import Image
+
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+    except ImportError:
+        import matplotlib.image as mpimg
+
+        arr = np.asarray(mpimg.imread(p), dtype=np.float64)
+        if arr.max() > 1.0:  # integer images from non-PNG readers
+            arr = arr / 255.0
+        if arr.ndim == 3:
+            arr = arr[..., :3].mean(axis=2)
+    return arr
+
+
+def image_input(path: str | Path, spec: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """``(1, *shape)`` float32 image and notes (PCA-degraded training input, cropping)."""
+    from edgefuse.errors import ContractError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ContractError(f"--image {p}: no such file; give a PNG")
+    try:
+        gray = _read_gray(p)
+    except Exception as exc:
+        raise ContractError(f"--image {p}: cannot read it as an image ({type(exc).__name__}: {exc})") from exc
+    shape = tuple(int(d) for d in spec["shape"])
+    out_h, out_w = shape[-2], shape[-1]
+    h, w = gray.shape
+    notes: list[str] = []
+    if h < out_h or w < out_w:
+        raise ContractError(f"--image {p}: {h}x{w} pixels is smaller than the modality's {out_h}x{out_w}")
+    bh, bw = h // out_h, w // out_w
+    if (bh * out_h, bw * out_w) != (h, w):
+        top, left = (h - bh * out_h) // 2, (w - bw * out_w) // 2
+        gray = gray[top : top + bh * out_h, left : left + bw * out_w]
+        notes.append(f"image cropped (centred) from {h}x{w} to {bh * out_h}x{bw * out_w} to block-average")
+    small = gray.reshape(out_h, bh, out_w, bw).mean(axis=(1, 3))
+    params = dict(spec.get("params") or {})
+    scale = params.get("scale")
+    if scale:
+        small = np.round(small / float(scale)) * float(scale)  # raw dataset range 0..1/scale, then * scale
+    if params.get("pca_components") is not None:
+        notes.append(
+            f"the image modality was trained on PCA-degraded images ({params['pca_components']} components, "
+            f"fit on {params.get('pca_fit') or 'training rows'}); this image is used as given, not degraded"
+        )
+    x = np.broadcast_to(small, shape).astype(np.dtype(spec["dtype"]))
+    return x[None], notes
+
+
+def npz_inputs(path: str | Path, session: Any) -> dict[str, np.ndarray]:
+    """Arrays of an .npz keyed by modality name (a batch dimension is added when missing)."""
+    from edgefuse.errors import ContractError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ContractError(f"--npz {p}: no such file")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:
+        raise ContractError(f"--npz {p}: cannot read it ({type(exc).__name__}: {exc})") from exc
+    specs = {m["name"]: m for m in session.manifest.data["modalities"]}
+    out = {}
+    for key, value in arrays.items():
+        spec = specs.get(key)
+        one_row = spec is not None and value.shape == tuple(int(d) for d in spec["shape"])
+        out[key] = value[None] if one_row else value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict and print label, probability, top-3, modalities used and backend."""
+    import json
+
+    from edgefuse.errors import ContractError
+    from edgefuse.runtime import load
+
+    if args.npz and (args.wav or args.image):
+        raise ContractError("give either --npz, or --wav and/or --image, not both")
+    if not (args.npz or args.wav or args.image):
+        raise ContractError("no input: give --wav x.wav and/or --image x.png, or --npz inputs.npz")
+    if not Path(args.artifact).is_dir():
+        raise ContractError(f"{args.artifact}: no such artifact folder (it must hold manifest.json)")
+    notes: list[str] = []
+    with load(args.artifact, profile=args.profile, backend=args.backend) as session:
+        if args.npz:
+            inputs = npz_inputs(args.npz, session)
+        else:
+            inputs = {}
+            if args.wav:
+                spec = _modality(session.manifest, "audio")
+                inputs[spec["name"]] = wav_input(args.wav, spec)
+            if args.image:
+                spec = _modality(session.manifest, "image")
+                inputs[spec["name"]], more = image_input(args.image, spec)
+                notes += more
+        pred = session.predict(inputs)
+    probs = pred.probabilities[0]
+    order = np.argsort(-probs)[:3]
+    labels = session.label_names
+    result = {
+        "label": pred.labels[0],
+        "probability": float(probs[pred.label_ids[0]]),
+        "top3": [{"label": labels[i], "probability": float(probs[i])} for i in order.tolist()],
+        "modalities": [m for m, used in zip(pred.modalities, pred.present[0].tolist(), strict=True) if used],
+        "backend": pred.backend,
+        "notes": notes,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result['label']} (p={result['probability']:.3f}) from {', '.join(result['modalities'])} "
+        f"on {result['backend']}"
+    )
+    table.add_column("rank", justify="right")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for rank, item in enumerate(result["top3"], 1):
+        table.add_row(str(rank), item["label"], f"{item['probability']:.4f}")
+    console = Console()
+    console.print(table)
+    for text in notes:
+        console.print(f"note: {text}", highlight=False)
+    return 0

@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -66,15 +67,34 @@ class Prediction:
         present: ``(B, M)`` bool: which modalities were used for each row (columns in ``modalities``).
         backend: The backend that actually ran the graphs (e.g. ``onnxruntime``).
         modalities: The M modality names of the session, in fusion order.
+
+    ``probabilities``, ``label_ids`` and ``labels`` are computed from the logits on first access (and
+    cached), so a caller that only needs the logits does not pay for them.
     """
 
     logits: np.ndarray
-    probabilities: np.ndarray
-    label_ids: np.ndarray
-    labels: list[str]
     present: np.ndarray
     backend: str
     modalities: tuple[str, ...]
+    label_names: tuple[str, ...] = field(repr=False, default=())
+
+    @cached_property
+    def probabilities(self) -> np.ndarray:
+        """``(B, C)`` float32 softmax of the logits."""
+        p = self.logits - self.logits.max(axis=1, keepdims=True)
+        np.exp(p, out=p)
+        p /= p.sum(axis=1, keepdims=True)
+        return p
+
+    @cached_property
+    def label_ids(self) -> np.ndarray:
+        """``(B,)`` int64 argmax of the logits."""
+        return self.logits.argmax(axis=1).astype(np.int64, copy=False)
+
+    @cached_property
+    def labels(self) -> list[str]:
+        """The B label names of :attr:`label_ids`."""
+        return [self.label_names[i] for i in self.label_ids.tolist()]
 
 
 @dataclass(frozen=True)
@@ -285,7 +305,7 @@ class Session:
         self._beta = None if fusion.get("beta") is None else np.ascontiguousarray(fusion["beta"], np.float32)
         self._eps = float(fusion["eps"])
         self._dim = int(fusion.get("dim") or (len(fusion["beta"]) if fusion.get("beta") else 0))
-        self._labels = [str(x) for x in data["label_names"]]
+        self._labels = tuple(str(x) for x in data["label_names"])
 
     def _graph(self, gname: str) -> Mapping[str, Any]:
         graph = self._manifest.data["graphs"].get(gname)
@@ -554,7 +574,14 @@ class Session:
 
         if on_nonfinite == "error":
             for j, arr in enumerate(arrays):
-                if arr is None or not run_cols[j] or np.isfinite(arr).all():
+                # A finite float64 sum proves every element finite (cheap, no temporary, cannot overflow
+                # for float32 data); only a NaN/Inf sum pays for the exact per-element check.
+                if (
+                    arr is None
+                    or not run_cols[j]
+                    or np.isfinite(arr.sum(dtype=np.float64))
+                    or np.isfinite(arr).all()
+                ):
                     continue
                 bad = ~np.isfinite(arr.reshape(batch, -1)).all(axis=1) & present[:, j]
                 if bad.any():
@@ -568,19 +595,12 @@ class Session:
             if self._monolithic
             else self._run_split(arrays, run_cols, kernel_mask, batch)
         )
-        logits = np.asarray(logits, dtype=np.float32)
-        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-        label_ids = logits.argmax(axis=1).astype(np.int64, copy=False)
-        labels = self._labels
         return Prediction(
-            logits=logits,
-            probabilities=probabilities,
-            label_ids=label_ids,
-            labels=[labels[i] for i in label_ids.tolist()],
+            logits=np.asarray(logits, dtype=np.float32),
             present=present if mask is None else present.copy(),
             backend=self._backend_name,
             modalities=self._modalities,
+            label_names=self._labels,
         )
 
     def _run_split(

@@ -68,40 +68,27 @@ def compare(
 ) -> Comparison:
     """Compare one output; pass when ``|a - e| <= atol + rtol * |e|`` everywhere (and shapes agree)."""
     atol, rtol = tolerance(backend, precision)
+    where = {
+        "backend": backend,
+        "precision": precision,
+        "graph": graph,
+        "output": output,
+        "pattern": pattern,
+        "batch": batch,
+        "atol": atol,
+        "rtol": rtol,
+    }
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape or not np.isfinite(a).all():
-        return Comparison(
-            backend,
-            precision,
-            graph,
-            output,
-            pattern,
-            batch,
-            float("inf"),
-            float("inf"),
-            atol,
-            rtol,
-            float("inf"),
-            False,
-        )
+        inf = float("inf")
+        return Comparison(**where, max_abs=inf, max_rel=inf, min_passing_atol=inf, passed=False)
     diff = np.abs(a - e)
     max_abs = float(diff.max(initial=0.0))
     max_rel = float((diff / np.maximum(np.abs(e), 1e-12)).max(initial=0.0))
     needed = float(np.maximum(diff - rtol * np.abs(e), 0.0).max(initial=0.0))
     return Comparison(
-        backend,
-        precision,
-        graph,
-        output,
-        pattern,
-        batch,
-        max_abs,
-        max_rel,
-        atol,
-        rtol,
-        needed,
-        needed <= atol,
+        **where, max_abs=max_abs, max_rel=max_rel, min_passing_atol=needed, passed=needed <= atol
     )
 
 

@@ -47,6 +47,7 @@ def export_onnx(graph: GraphSpec, path: Path, batch: BatchPlan, exporter: str = 
     names_in = [i.name for i in graph.inputs]
     names_out = [o.name for o in graph.outputs]
     example = graph.example(max(2, batch.min_batch))
+    common = {"input_names": names_in, "output_names": names_out, "opset_version": OPSET}
     if exporter == "dynamo":
         try:
             dim = torch.export.Dim("batch", min=batch.min_batch, max=max(batch.max_batch, 2))
@@ -60,12 +61,10 @@ def export_onnx(graph: GraphSpec, path: Path, batch: BatchPlan, exporter: str = 
                     example,
                     str(path),
                     dynamo=True,
-                    input_names=names_in,
-                    output_names=names_out,
                     dynamic_shapes=shapes,
-                    external_data=False,  # one self-contained file per graph (hashed in the manifest)
-                    opset_version=OPSET,
                     verbose=False,
+                    external_data=False,  # one self-contained file per graph (hashed in the manifest)
+                    **common,
                 )
             return "dynamo"
         except Exception as exc:
@@ -73,16 +72,7 @@ def export_onnx(graph: GraphSpec, path: Path, batch: BatchPlan, exporter: str = 
     axes = {n: {0: "batch"} for n in [*names_in, *names_out]}
     with warnings.catch_warnings(), _QuietTorchOnnx():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            graph.module,
-            example,
-            str(path),
-            dynamo=False,
-            input_names=names_in,
-            output_names=names_out,
-            dynamic_axes=axes,
-            opset_version=OPSET,
-        )
+        torch.onnx.export(graph.module, example, str(path), dynamo=False, dynamic_axes=axes, **common)
     return "legacy"
 
 

@@ -56,9 +56,7 @@ def test_parity_for_every_profile_reference_model(reference_ckpt, tmp_path, prof
 
 
 @pytest.mark.parametrize("fmt", RUNNABLE)
-@pytest.mark.parametrize(
-    "profile", ["generic/x86-64", "generic/smartwatch", "apple/iphone-15-pro", "generic/smart-speaker"]
-)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_parity_three_modality_model(three_ckpt, tmp_path, profile: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
     report = export(three_ckpt, profile, fmt, tmp_path / "a")
     _check_report(report, tmp_path / "a", ["audio", "image", "imu"], fmt)

@@ -15,29 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import time_us
 from edgefuse import _fusion
 from edgefuse.fusion import fuse_reference
 
 CASES = [(1, 3, 256), (4096, 3, 512)]
-
-
-def time_us(fn: Callable[[], object], inner: int, repeats: int) -> float:
-    """Median over ``repeats`` of the mean time of ``inner`` calls, in microseconds."""
-    fn()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter_ns() - t0) / inner / 1e3)
-    return statistics.median(samples)
 
 
 def memcpy_gbs(nbytes: int = 256 * 2**20, repeats: int = 7) -> float:

@@ -25,26 +25,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import time_us
+
 SHAPES = {"audio": (1, 32, 61), "image": (1, 8, 8)}
-
-
-def time_us(fn: Callable[[], object], inner: int, repeats: int) -> float:
-    """Median over ``repeats`` of the mean time of ``inner`` calls, in microseconds."""
-    for _ in range(max(10, inner // 10)):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter_ns() - t0) / inner / 1e3)
-    return statistics.median(samples)
 
 
 def build_artifacts(root: Path) -> tuple[Path, Path]:

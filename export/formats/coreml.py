@@ -28,7 +28,7 @@ import io
 import logging
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -240,34 +240,8 @@ class CoreMLExporter(FormatExporter):
         )
 
     def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
-        """Predict with Core ML on the CPU only (the reproducible baseline for parity; macOS only)."""
-        import coremltools as ct
-
-        model = ct.models.MLModel(str(folder / converted.files[0]), compute_units=ct.ComputeUnit.CPU_ONLY)
-        upper = int(converted.batch.get("max") or 1 << 30)
-        names = [s.name for s in graph.inputs]
-
-        def run(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            missing = [n for n in names if n not in inputs]
-            if missing:
-                raise ExportError(
-                    f"{converted.files[0]}: inputs {missing} are missing; the graph takes {names}"
-                )
-            n = len(inputs[names[0]])
-            parts: dict[str, list[np.ndarray]] = {o.name: [] for o in graph.outputs}
-            for start in range(0, n, upper):  # batches above the range run in chunks of its upper bound
-                feeds = {
-                    s.name: np.ascontiguousarray(
-                        inputs[s.name][start : start + upper], dtype=_INPUT_DTYPES[s.dtype]
-                    )
-                    for s in graph.inputs
-                }
-                out = model.predict(feeds)
-                for o in graph.outputs:
-                    parts[o.name].append(np.asarray(out[o.name], dtype=np.float32))
-            return {name: np.concatenate(v) for name, v in parts.items()}
-
-        return run
+        """Predict with the runtime's Core ML backend (macOS only): the exact device code path."""
+        return self._runtime_runner(folder, converted, graph)
 
     def _inspect(self, folder: Path, converted: Converted, graph: GraphSpec) -> dict[str, Any]:
         from edgefuse.errors import BackendUnavailableError

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,10 @@ class TensorRTExporter(FormatExporter):
         return None
 
     def _runner_unavailable_reason(self) -> str | None:
-        return self._unavailable_reason()
+        from edgefuse.runtime.registry import availability
+
+        # Parity runs through the runtime's TensorRT backend, which also needs cuda-python.
+        return self._unavailable_reason() or availability(self.backend)[1]
 
     def write_onnx_for_tensorrt(self, graph: GraphSpec, folder: Path, batch: BatchPlan) -> Converted:
         """Write (and check with ``onnx.checker``) the ONNX a TensorRT engine of ``graph`` is built from.
@@ -184,53 +186,8 @@ class TensorRTExporter(FormatExporter):
         )
 
     def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
-        import tensorrt as trt
-        import torch
-
-        engine = _deserialize(folder / converted.files[0])
-        context = engine.create_execution_context()
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        dtypes = {n: _torch_dtype(engine.get_tensor_dtype(n)) for n in names}
-        upper = int(converted.batch.get("max") or 1 << 30)
-        device = torch.device("cuda")
-
-        def run_chunk(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            buffers = {}
-            for n in inputs:
-                t = torch.from_numpy(np.ascontiguousarray(feeds[n])).to(device=device, dtype=dtypes[n])
-                buffers[n] = t.contiguous()
-                if not context.set_input_shape(n, tuple(t.shape)):
-                    raise ExportError(
-                        f"{converted.files[0]}: input {n!r} shape {tuple(t.shape)} is outside the profile"
-                    )
-                context.set_tensor_address(n, buffers[n].data_ptr())
-            for n in outputs:
-                shape = tuple(context.get_tensor_shape(n))
-                buffers[n] = torch.empty(shape, dtype=dtypes[n], device=device)
-                context.set_tensor_address(n, buffers[n].data_ptr())
-            stream = torch.cuda.current_stream()
-            if not context.execute_async_v3(stream.cuda_stream):
-                raise ExportError(f"{converted.files[0]}: TensorRT execution failed")
-            stream.synchronize()
-            return {n: buffers[n].float().cpu().numpy() for n in outputs}
-
-        def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            missing = [n for n in inputs if n not in feeds]
-            if missing:
-                raise ExportError(
-                    f"{converted.files[0]}: inputs {missing} are missing; the engine takes {inputs}"
-                )
-            total = len(feeds[inputs[0]])
-            parts: dict[str, list[np.ndarray]] = {n: [] for n in outputs}
-            for start in range(0, total, upper):  # above the profile's max: run in chunks of max
-                out = run_chunk({n: feeds[n][start : start + upper] for n in inputs})
-                for n, v in out.items():
-                    parts[n].append(v)
-            return {n: np.concatenate(v) for n, v in parts.items()}
-
-        return run
+        """Run the engine with the runtime's TensorRT backend: the exact device code path."""
+        return self._runtime_runner(folder, converted, graph)
 
     def _inspect(self, folder: Path, converted: Converted, graph: GraphSpec) -> dict[str, Any]:
         from edgefuse.errors import BackendUnavailableError
@@ -290,20 +247,3 @@ def _deserialize(path: Path) -> Any:
             "specific to the GPU architecture and TensorRT version that built them)"
         )
     return engine
-
-
-def _torch_dtype(trt_dtype: Any) -> Any:
-    import tensorrt as trt
-    import torch
-
-    table = {
-        trt.float32: torch.float32,
-        trt.float16: torch.float16,
-        trt.int32: torch.int32,
-        trt.bool: torch.bool,
-    }
-    if hasattr(trt, "int64"):
-        table[trt.int64] = torch.int64
-    if trt_dtype not in table:
-        raise ExportError(f"TensorRT tensor dtype {trt_dtype} is not supported by the runner")
-    return table[trt_dtype]

@@ -363,6 +363,85 @@ def export(
     return report
 
 
+def export_cached(
+    checkpoint: str | Path,
+    profile: Any,
+    fmt: str,
+    out: str | Path,
+    *,
+    precision: str = "fp32",
+    monolithic: bool = False,
+    agreement_split: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[FormatResult, bool]:
+    """Export one format of a checkpoint folder into ``out``, or reuse the artifact already there.
+
+    The artifact in ``out`` is reused when its manifest is valid, every file still has its recorded
+    sha256, and it was written by this EdgeFuse version from the same checkpoint weights (sha256) for
+    the same profile, format, precision and layout. Otherwise it is exported again (replacing ``out``
+    only once the new artifact is complete).
+
+    Args:
+        checkpoint: A checkpoint folder (its ``model.json`` gives the weights' sha256).
+        profile: A profile id, TOML path or DeviceProfile.
+        fmt: One format (``onnx``, ``tflite``, ``coreml``, ``tensorrt``).
+        out: The artifact folder.
+        precision: ``fp32`` or ``fp16``.
+        monolithic: Monolithic instead of split layout.
+        agreement_split: See :func:`export`.
+        progress: See :func:`export`.
+
+    Returns:
+        ``(result, reused)``: the format's :class:`FormatResult` (status ``ok`` with the folder, or
+        ``unavailable``/``failed`` with the reason) and whether the existing artifact was reused.
+
+    Raises:
+        CheckpointError: When ``checkpoint`` is not a valid checkpoint folder.
+        ExportError, ParityError: As :func:`export` does.
+    """
+    from edgefuse import __version__
+    from edgefuse.checkpoint import read_checkpoint_info
+    from edgefuse.manifest import ArtifactIntegrityError, ManifestError, read_manifest
+    from edgefuse.profiles import DeviceProfile, get_profile
+
+    prof = profile if isinstance(profile, DeviceProfile) else get_profile(str(profile))
+    target = Path(out)
+    sha = read_checkpoint_info(checkpoint)["weights_sha256"]
+    if (target / "manifest.json").is_file():
+        try:
+            manifest = read_manifest(target)
+            manifest.verify_files()
+            data = manifest.data
+            same = (
+                data.get("edgefuse_version") == __version__
+                and (data.get("checkpoint") or {}).get("weights_sha256") == sha
+                and data.get("profile") == prof.id
+                and data.get("format") == fmt
+                and data.get("precision") == precision
+                and data.get("layout") == ("monolithic" if monolithic else "split")
+            )
+        except (ManifestError, ArtifactIntegrityError) as exc:
+            logger.info("%s cannot be reused (%s); exporting again", target, exc)
+            same = False
+        if same:
+            return FormatResult(fmt, "ok", folder=target, parity=list(data.get("parity") or [])), True
+    try:
+        report = export(
+            checkpoint,
+            prof,
+            [fmt],
+            target,
+            precision=precision,
+            monolithic=monolithic,
+            overwrite=True,
+            agreement_split=agreement_split,
+            progress=progress,
+        )
+    except BackendUnavailableError as exc:
+        return FormatResult(fmt, "unavailable", reason=str(exc)), False
+    return report.results[0], False
+
+
 def _unavailable(fmt: str, reason: str, exporter: FormatExporter, target: Path, job: _Job) -> FormatResult:
     """A format that cannot run here: TensorRT still gets the ONNX it would consume, validated."""
     if fmt != "tensorrt" or not hasattr(exporter, "write_onnx_for_tensorrt"):

@@ -39,21 +39,18 @@ BACKENDS: dict[str, str] = {
     "litert": "edgefuse.runtime.backends.litert:LiteRTBackend",
     "coreml": "edgefuse.runtime.backends.coreml:CoreMLBackend",
     "tensorrt": "edgefuse.runtime.backends.tensorrt:TensorRTBackend",
+    "torch": "edgefuse.runtime.backends.torch:TorchBackend",
 }
 
-#: Names a device profile may list that are not backends of this torch-free runtime, with the reason.
-NOT_RUNTIME_BACKENDS: dict[str, str] = {
-    "torch": (
-        "'torch' runs checkpoints in PyTorch, not exported artifacts; the torch-free runtime runs onnx, "
-        "tflite, coreml and tensorrt artifacts with onnxruntime, litert, coreml or tensorrt"
-    ),
-}
+#: Names that are not backends of this runtime, with the reason (none at present; kept for callers).
+NOT_RUNTIME_BACKENDS: dict[str, str] = {}
 
 _FORMATS: dict[str, str] = {
     "onnx": "onnxruntime",
     "tflite": "litert",
     "coreml": "coreml",
     "tensorrt": "tensorrt",
+    "checkpoint": "torch",
 }
 
 

@@ -189,7 +189,10 @@ class Session:
         self._backends: dict[str, Backend] = {}
         self._closed = False
         root = Path(artifact)
-        manifest = read_manifest(root)
+        from edgefuse.runtime.backends.torch import checkpoint_manifest, is_checkpoint
+
+        self._is_checkpoint = is_checkpoint(root)
+        manifest: Any = checkpoint_manifest(root) if self._is_checkpoint else read_manifest(root)
         manifest.verify_files()
         data = manifest.data
         self._manifest = manifest
@@ -199,7 +202,7 @@ class Session:
         prof = None
         if profile is not None:
             prof = _resolve_profile(profile)
-        else:
+        elif data.get("profile") is not None:
             try:
                 prof = _resolve_profile(str(data["profile"]))
             except ProfileError as exc:
@@ -233,6 +236,10 @@ class Session:
                         f"unknown backend {name!r}{did_you_mean(str(name), BACKENDS)}; "
                         f"allowed: {list(BACKENDS)}"
                     )
+        elif self._is_checkpoint:
+            order = [
+                "torch"
+            ]  # the only backend that runs checkpoints; a profile's list names artifact backends
         elif prof is not None:
             order = list(prof.backends)
         else:
@@ -370,7 +377,7 @@ class Session:
     def loaded_files(self) -> tuple[str, ...]:
         """The artifact files (relative paths) that were loaded into a backend."""
         graphs = self._manifest.data["graphs"]
-        return tuple(graphs[g]["files"][0] for g in self._backends)
+        return tuple(dict.fromkeys(graphs[g]["files"][0] for g in self._backends))
 
     @property
     def manifest(self) -> Manifest:
@@ -648,17 +655,9 @@ class Session:
         if self._closed:
             raise BackendStateError("this session is closed; load the artifact again")
         ref = self._manifest.data["reference"]
-        rel = str(ref.get("file", "reference.npz"))
-        path = self._root / rel
-        entry = next((f for f in self._manifest.data["files"] if f["path"] == rel), None)
-        if entry is None or not path.is_file() or sha256_file(path) != entry["sha256"]:
-            raise ArtifactIntegrityError(
-                f"{path} is missing, unlisted or changed since the manifest was written; re-export the artifact"
-            )
         tol = ref.get("tolerance") or {}
         atol, rtol = float(tol.get("atol", 1e-4)), float(tol.get("rtol", 1e-4))
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = self._reference_arrays(ref)
         checks = []
         for case in ref.get("cases", []):
             pattern = tuple(str(m) for m in case["pattern"])
@@ -702,6 +701,19 @@ class Session:
             )
         return report
 
+    def _reference_arrays(self, ref: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if self._is_checkpoint:  # computed in memory from the model's own forward
+            return dict(self._manifest.reference_arrays)
+        rel = str(ref.get("file", "reference.npz"))
+        path = self._root / rel
+        entry = next((f for f in self._manifest.data["files"] if f["path"] == rel), None)
+        if entry is None or not path.is_file() or sha256_file(path) != entry["sha256"]:
+            raise ArtifactIntegrityError(
+                f"{path} is missing, unlisted or changed since the manifest was written; re-export the artifact"
+            )
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
     # ---- life cycle -------------------------------------------------------------------------------------
     def close(self) -> None:
         """Release every backend; idempotent. :meth:`predict` raises afterwards."""
@@ -722,20 +734,26 @@ def load(
     backend: str | Sequence[str] | None = None,
     threads: int | None = None,
 ) -> Session:
-    """Load an exported artifact folder for prediction.
+    """Load an exported artifact folder (or a checkpoint, on the PyTorch reference backend) for prediction.
 
     Steps: read and validate ``manifest.json`` (a newer schema is refused), check the sha256 and size
     of every listed file, choose the backend, and load only the graphs the device needs.
 
+    A checkpoint folder (``model.json`` + ``model.safetensors``, as written by ``edgefuse train``) runs
+    on the ``torch`` backend through the same split path: its encoders and head are the model's own
+    modules, fused by the same C++ kernel; :meth:`Session.verify` then compares that path with the
+    model's own ``forward`` for every presence pattern. It needs torch (``edgefuse[train]``).
+
     Args:
-        artifact: The artifact folder (holding ``manifest.json``).
+        artifact: The artifact folder (holding ``manifest.json``), or a checkpoint folder.
         profile: The device the session runs on: a profile id, a path to a ``.toml`` profile or a
             ``DeviceProfile``. Only the encoders of modalities its sensors provide are loaded (so an
             artifact exported for a richer device runs on a poorer one without loading, e.g., the
             image encoder on a device without a camera). ``None``: the manifest's profile; all the
             artifact's encoders are loaded.
         backend: A backend name or an ordered list of names; the first that runs the artifact's format
-            and is available here is used, and nothing outside the list. ``None``: the profile's
+            and is available here is used, and nothing outside the list. ``None``: ``torch`` for a
+            checkpoint; for an artifact the profile's
             ``backends`` (the given profile, else the manifest's if it is known here), else every
             backend in the registry's default order.
         threads: Intra-op threads per graph. ``None``: the profile's ``threads`` capped at this
@@ -746,6 +764,7 @@ def load(
 
     Raises:
         ManifestError: Missing, invalid or newer-schema manifest.
+        CheckpointError: A checkpoint folder whose description or weights are invalid or modified.
         ArtifactIntegrityError: A file is missing or its sha256/size differs from the manifest.
         ProfileError: An unknown profile id or invalid profile file.
         InputError: An unknown backend name, bad ``threads``, or a profile none of whose sensors

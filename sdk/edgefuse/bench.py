@@ -36,6 +36,7 @@ __all__ = [
     "DEFINITIONS",
     "GraphCost",
     "bench_artifact",
+    "bench_checkpoint",
     "bench_model",
     "count_onnx",
     "parse_patterns",
@@ -549,6 +550,134 @@ def bench_artifact(
     }
 
 
+#: The artifact format each runtime backend runs.
+BACKEND_FORMATS: dict[str, str] = {
+    "onnxruntime": "onnx",
+    "litert": "tflite",
+    "coreml": "coreml",
+    "tensorrt": "tensorrt",
+}
+
+
+def bench_checkpoint(
+    checkpoint: str | Path,
+    *,
+    profile: str | None = None,
+    backends: Sequence[str] | None = None,
+    patterns: str | Sequence[str] | None = None,
+    warmup: int = 10,
+    iters: int = 100,
+    rss: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Benchmark a checkpoint: the PyTorch reference and every format the profile's backends run here.
+
+    For each backend (``torch`` first, then the profile's ``backends`` in order), an artifact is
+    exported for the profile into the cache (``<cache>/exports/<weights sha256>/<profile>/<format>``,
+    reused while the checkpoint is unchanged; see :func:`edgefuse.export.export_cached`) and benchmarked
+    with :func:`bench_artifact`. A backend that cannot run here is listed in ``unavailable`` with the
+    reason instead. The roofline estimate, counted from the ONNX graphs, is attached to every row of a
+    pattern when an ONNX artifact was benchmarked (it describes the model on the profile's target, not a
+    backend).
+
+    Args:
+        checkpoint: A checkpoint folder (``model.json`` + ``model.safetensors``).
+        profile: Device profile id or TOML path; ``None``: ``generic/x86-64`` (this kind of machine).
+        backends: Backends to benchmark (``None``: ``torch`` and the profile's ``backends``).
+        patterns: As :func:`bench_artifact`.
+        warmup: As :func:`bench_artifact`.
+        iters: As :func:`bench_artifact`.
+        rss: As :func:`bench_artifact`.
+        cache_dir: Cache root for the exports (default: ``$EDGEFUSE_CACHE_DIR`` or ``~/.cache/edgefuse``).
+        progress: Callback with a short message per step.
+
+    Returns:
+        The :func:`bench_artifact` report with ``kind = "checkpoint"``, rows of every backend (each with
+        its ``format`` and ``artifact``), and ``unavailable``: ``[{"backend", "reason"}]``.
+
+    Raises:
+        ContractError: Bad counts or patterns, an unknown backend name, or nothing that could run.
+        CheckpointError: An invalid checkpoint folder.
+        EdgeFuseError: Export and load errors (parity, profile...).
+    """
+    from edgefuse.cache import cache_root
+    from edgefuse.checkpoint import read_checkpoint_info
+    from edgefuse.profiles import get_profile
+    from edgefuse.runtime.registry import BACKENDS, availability
+
+    _check_counts(warmup, iters)
+    say = progress or (lambda _msg: None)
+    root = Path(checkpoint)
+    sha = str(read_checkpoint_info(root)["weights_sha256"])
+    prof = get_profile(profile or "generic/x86-64")
+    order = list(dict.fromkeys(backends if backends else ["torch", *prof.backends]))
+    for name in order:
+        if name not in BACKENDS:
+            raise ContractError(
+                f"unknown backend {name!r}{did_you_mean(name, BACKENDS)}; allowed: {list(BACKENDS)}"
+            )
+    results: list[dict[str, Any]] = []
+    unavailable: list[dict[str, str]] = []
+    base = cache_root(cache_dir, "exports") / sha[:16] / prof.id.replace("/", "__")
+    for name in order:
+        ok, reason = availability(name)
+        if not ok:
+            unavailable.append({"backend": name, "reason": str(reason)})
+            continue
+        if name == "torch":
+            folder, fmt = root, "checkpoint"
+        else:
+            from edgefuse.export import export_cached
+
+            fmt = BACKEND_FORMATS[name]
+            precision = next((p for p in prof.precisions if p in ("fp32", "fp16")), "fp32")
+            if fmt == "onnx":
+                precision = "fp32"  # ONNX artifacts are fp32 (TensorRT builds its fp16 engine from them)
+            say(f"{name}: exporting {fmt} ({precision}) for {prof.id}")
+            result, reused = export_cached(root, prof, fmt, base / f"{fmt}-{precision}", precision=precision)
+            if result.status != "ok" or result.folder is None:
+                unavailable.append({"backend": name, "reason": str(result.reason)})
+                continue
+            folder = result.folder
+            say(f"{name}: {'reusing' if reused else 'exported'} {folder}")
+        say(f"{name}: benchmarking")
+        report = bench_artifact(
+            folder, profile=prof.id, backends=[name], patterns=patterns, warmup=warmup, iters=iters, rss=rss
+        )
+        for row in report["results"]:
+            row.update({"format": fmt, "artifact": str(folder)})
+            results.append(row)
+    if not results:
+        lines = "; ".join(f"{u['backend']}: {u['reason']}" for u in unavailable)
+        raise ContractError(f"no backend of {order} could benchmark {root} here: {lines}")
+    onnx_estimates = {
+        r["pattern"]: r["estimate"]
+        for r in results
+        if r["format"] == "onnx" and r["estimate"].get("ms") is not None
+    }
+    for row in results:
+        if row["estimate"].get("ms") is None and row["pattern"] in onnx_estimates:
+            row["estimate"] = {
+                **onnx_estimates[row["pattern"]],
+                "note": "estimate counted from the ONNX export",
+            }
+    return {
+        "kind": "checkpoint",
+        "artifact": str(root),
+        "profile": prof.id,
+        "format": "checkpoint + "
+        + ", ".join(sorted({r["format"] for r in results} - {"checkpoint"}) or ["-"]),
+        "layout": "split",
+        "precision": "per format",
+        "warmup": warmup,
+        "iters": iters,
+        "results": results,
+        "unavailable": unavailable,
+        "definitions": dict(DEFINITIONS),
+    }
+
+
 # --------------------------------------------------------------------------------------------------
 # Plain model files
 # --------------------------------------------------------------------------------------------------
@@ -785,8 +914,8 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
 
 
 def notes(report: Mapping[str, Any]) -> list[str]:
-    """Notes about estimates and RSS scope (deduplicated)."""
-    out: list[str] = []
+    """Notes about estimates, RSS scope and unavailable backends (deduplicated)."""
+    out: list[str] = [f"{u['backend']} not benchmarked: {u['reason']}" for u in report.get("unavailable", [])]
     for r in report["results"]:
         for text in (r["estimate"].get("note"), f"peak RSS: {r.get('rss_scope')}"):
             if text and text not in out:

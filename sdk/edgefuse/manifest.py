@@ -204,7 +204,9 @@ def read_manifest(folder: str | Path) -> Manifest:
     root = Path(folder)
     path = root / MANIFEST_NAME
     if not path.is_file():
-        raise ManifestError(f"{path} not found; pass an artifact folder written by `edgefuse export`")
+        raise ManifestError(
+            f"{path} not found; pass an artifact folder written by `edgefuse export` (or, for edgefuse.load, a checkpoint folder with model.json)"
+        )
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("onnx")
 
 from edgefuse.errors import BackendUnavailableError, CheckpointError, ProfileError
-from edgefuse.export import export
+from edgefuse.export import export, export_cached
 from edgefuse.export.errors import ExportError, ExportValidationError
 from edgefuse.manifest import ArtifactIntegrityError, ManifestError, read_manifest
 from edgefuse.profiles import list_profiles
@@ -103,6 +103,29 @@ def test_manifest_integrity_detects_tampering(reference_ckpt, tmp_path) -> None:
     (folder / "manifest.json").write_text("{")
     with pytest.raises(ManifestError, match="not valid JSON"):
         read_manifest(folder)
+
+
+def test_export_cached_reuses_only_an_identical_intact_artifact(reference_ckpt, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "cache" / "onnx"
+    result, reused = export_cached(reference_ckpt, "generic/dashcam", "onnx", folder)
+    assert (result.status, result.folder, reused) == ("ok", folder, False)
+    before = (folder / "manifest.json").stat().st_mtime_ns
+    result, reused = export_cached(reference_ckpt, "generic/dashcam", "onnx", folder)
+    assert (result.status, reused) == ("ok", True)
+    assert (folder / "manifest.json").stat().st_mtime_ns == before
+    # another profile for the same folder: exported again
+    result, reused = export_cached(reference_ckpt, "generic/x86-64", "onnx", folder)
+    assert (result.status, reused) == ("ok", False)
+    assert read_manifest(folder).data["profile"] == "generic/x86-64"
+    # a damaged file: exported again instead of reused
+    (folder / "head.onnx").write_bytes(b"broken")
+    result, reused = export_cached(reference_ckpt, "generic/x86-64", "onnx", folder)
+    assert (result.status, reused) == ("ok", False)
+    read_manifest(folder).verify_files()
+    # a format that cannot be converted here is reported, not raised
+    result, reused = export_cached(reference_ckpt, "nvidia/jetson-orin-nano", "tensorrt", tmp_path / "trt")
+    if importlib.util.find_spec("tensorrt") is None:
+        assert result.status == "unavailable" and "tensorrt" in (result.reason or "")
 
 
 @pytest.mark.parametrize(

@@ -43,3 +43,20 @@ def test_load_predict_verify_without_torch(x86_split, speaker_split) -> None:  #
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "loaded: []"
+
+
+def test_without_torch_a_checkpoint_names_the_extra(reference_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    code = BLOCK_TORCH + (
+        "import edgefuse.runtime as rt\n"
+        "from edgefuse.errors import BackendUnavailableError\n"
+        "ok, reason = rt.availability('torch')\n"
+        "assert not ok and 'edgefuse[train]' in reason, reason\n"
+        "try:\n"
+        f"    rt.load({str(reference_checkpoint)!r})\n"
+        "except BackendUnavailableError as exc:\n"
+        "    assert 'checkpoint' in str(exc) and 'edgefuse[train]' in str(exc), exc\n"
+        "else:\n"
+        "    raise SystemExit('a checkpoint loaded without torch')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -10,16 +10,23 @@ from typing import ClassVar
 import pytest
 from edgefuse.errors import BackendUnavailableError
 from edgefuse.runtime import InputError, availability, available_backends, choose
-from edgefuse.runtime.backends.base import Backend
+from edgefuse.runtime.backends.base import Backend, module_found
 from edgefuse.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgefuse.runtime.registry import BACKENDS, backend_class, choose_with_reasons
 
 # Whatever the platform, formats per backend are fixed.
-FORMATS = {"onnxruntime": ("onnx",), "litert": ("tflite",), "coreml": ("coreml",), "tensorrt": ("tensorrt",)}
+FORMATS = {
+    "onnxruntime": ("onnx",),
+    "litert": ("tflite",),
+    "coreml": ("coreml",),
+    "tensorrt": ("tensorrt",),
+    "torch": ("checkpoint",),
+}
+EXTRAS = {"torch": "train"}
 
 
 def test_registered_backends_and_their_attributes() -> None:
-    assert list(BACKENDS) == ["onnxruntime", "litert", "coreml", "tensorrt"]
+    assert list(BACKENDS) == ["onnxruntime", "litert", "coreml", "tensorrt", "torch"]
     for name, formats in FORMATS.items():
         cls = backend_class(name)
         assert issubclass(cls, Backend)
@@ -27,7 +34,7 @@ def test_registered_backends_and_their_attributes() -> None:
         assert cls.formats == formats
         assert cls.package
         assert cls.module
-        assert cls.extra == name
+        assert cls.extra == EXTRAS.get(name, name)
     assert backend_class("litert").package == "ai-edge-litert"
     with pytest.raises(InputError, match=r"unknown backend 'onxruntime' \(did you mean 'onnxruntime'\?\)"):
         backend_class("onxruntime")
@@ -93,10 +100,12 @@ def test_broken_install_reason(tmp_path, monkeypatch) -> None:  # type: ignore[n
     assert "edgefuse[broken]" in reason
 
 
-def test_unknown_and_non_runtime_names() -> None:
+def test_unknown_names_and_the_torch_reference_backend() -> None:
+    from edgefuse.runtime.backends.torch import TorchBackend
+
+    assert TorchBackend.formats == ("checkpoint",)
     ok, reason = availability("torch")
-    assert not ok
-    assert "exported artifacts" in (reason or "")
+    assert ok == (module_found("torch")), reason
     ok, reason = availability("tensorflow")
     assert not ok
     assert "unknown backend 'tensorflow'" in (reason or "")
@@ -108,6 +117,7 @@ def test_choose_walks_the_list_in_order() -> None:
     cls, skipped = choose_with_reasons(["torch", "tensorrt", "onnxruntime", "litert"], "onnx")
     assert cls is OnnxRuntimeBackend
     assert [name for name, _ in skipped] == ["torch", "tensorrt"]
+    assert "runs ['checkpoint'] artifacts, not 'onnx'" in dict(skipped)["torch"]
 
 
 def test_choose_never_leaves_the_list() -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefuse.bench import DEFINITIONS, bench_artifact, count_onnx, render_markdown, roofline_estimate
+from edgefuse.bench import (
+    DEFINITIONS,
+    bench_artifact,
+    bench_checkpoint,
+    count_onnx,
+    render_markdown,
+    roofline_estimate,
+)
 from edgefuse.cli import main
 from edgefuse.errors import ContractError
 
@@ -86,6 +93,37 @@ def test_cli_bench_json_has_every_figure_for_every_pattern(artifact: Path, tmp_p
     assert "estimate" in markdown
     assert "## Definitions" in markdown
     assert markdown.count("| onnxruntime |") == 3
+
+
+def test_cli_bench_checkpoint_runs_torch_and_the_profiles_backends(artifact: Path, tmp_path: Path) -> None:
+    ckpt = artifact.parent / "ckpt"
+    out = tmp_path / "b.json"
+    args = ["bench", str(ckpt), "--profile", "generic/x86-64", "--iters", "5", "--warmup", "1", "--no-rss"]
+    args += ["--backend", "torch,onnxruntime,tensorrt", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
+    assert main(args) == 0
+    data = json.loads(out.read_text())
+    assert data["kind"] == "checkpoint"
+    rows = {(r["backend"], r["pattern"]): r for r in data["results"]}
+    patterns = ("audio+image", "audio", "image")
+    assert set(rows) == {(b, p) for b in ("torch", "onnxruntime") for p in patterns}
+    for (backend, pattern), row in rows.items():
+        assert row["format"] == ("checkpoint" if backend == "torch" else "onnx")
+        assert row["p50_ms"] > 0 and row["throughput_b8"] > 0
+        # the estimate describes the model on the target, counted from the ONNX export, for every row
+        assert row["estimate"]["ms"] == rows[("onnxruntime", pattern)]["estimate"]["ms"] > 0
+    assert [u["backend"] for u in data["unavailable"]] == ["tensorrt"]
+    assert "tensorrt" in data["unavailable"][0]["reason"]
+    # the export is cached by checkpoint sha256 and profile, and reused while the checkpoint is unchanged
+    manifest = Path(rows[("onnxruntime", "audio")]["artifact"]) / "manifest.json"
+    assert manifest.is_relative_to(tmp_path / "cache")
+    before = manifest.stat().st_mtime_ns
+    report = bench_checkpoint(
+        ckpt, profile="generic/x86-64", patterns="audio", iters=2, warmup=0, rss=False, cache_dir=tmp_path / "cache"
+    )
+    assert manifest.stat().st_mtime_ns == before
+    assert {r["backend"] for r in report["results"]} == {"torch", "onnxruntime"}
+    with pytest.raises(ContractError, match="unknown backend 'onnx'"):
+        bench_checkpoint(ckpt, backends=["onnx"], iters=2, rss=False, cache_dir=tmp_path / "cache")
 
 
 def test_bench_patterns_and_errors(artifact: Path) -> None:

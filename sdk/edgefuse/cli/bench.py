@@ -1,4 +1,8 @@
-"""``edgefuse bench``: latency, throughput, memory and a roofline estimate of an artifact or model file."""
+"""``edgefuse bench``: latency, throughput, memory and a roofline estimate (artifact, checkpoint, model file).
+
+A checkpoint folder is benchmarked on the PyTorch reference backend and, exported for the profile into
+the cache (reused while the checkpoint is unchanged), on every backend of the profile that runs here.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="benchmark an artifact (per backend x presence pattern) or a plain .onnx/.tflite file",
         description=__doc__,
     )
-    p.add_argument("artifact", help="artifact folder (with manifest.json), or a .onnx / .tflite file")
+    p.add_argument(
+        "artifact",
+        help="artifact folder (with manifest.json), checkpoint folder (with model.json), or a .onnx / .tflite file",
+    )
     p.add_argument("--profile", default=None, help="device profile id or TOML path (default: the manifest's)")
     p.add_argument(
         "--backend", default=None, help="backend(s) to benchmark, comma-separated (default: the chosen one)"
@@ -26,6 +33,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10, help="warm-up calls before timing (default 10)")
     p.add_argument("--iters", type=int, default=100, help="timed calls at batch 1 (default 100)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for a plain model file")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where a checkpoint's exports are cached (default: $EDGEFUSE_CACHE_DIR or ~/.cache/edgefuse)",
+    )
     p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS measurement")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the report as JSON to this file")
     p.add_argument("--report", default=None, metavar="DIR", help="write bench.json, bench.md, latency.png")
@@ -40,13 +52,44 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from edgefuse.bench import COLUMNS, bench_artifact, bench_model, notes, save_report, table_rows
+    from edgefuse.bench import (
+        COLUMNS,
+        bench_artifact,
+        bench_checkpoint,
+        bench_model,
+        notes,
+        save_report,
+        table_rows,
+    )
     from edgefuse.errors import ContractError
+    from edgefuse.runtime.backends.torch import is_checkpoint
 
     target = Path(args.artifact)
     if not target.exists():
-        raise ContractError(f"{target} does not exist; give an artifact folder or a .onnx / .tflite file")
-    if target.is_dir():
+        raise ContractError(
+            f"{target} does not exist; give an artifact folder, a checkpoint folder or a .onnx / .tflite file"
+        )
+    if args.cache_dir is not None and not is_checkpoint(target):
+        raise ContractError("--cache-dir applies to checkpoints (where their exports are cached)")
+    if is_checkpoint(target):
+        if args.threads is not None:
+            raise ContractError(
+                "--threads applies to plain model files; checkpoints use the profile's threads"
+            )
+        backends = [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None
+        console_err = Console(stderr=True)
+        report = bench_checkpoint(
+            target,
+            profile=args.profile,
+            backends=backends,
+            patterns=args.patterns,
+            warmup=args.warmup,
+            iters=args.iters,
+            rss=not args.no_rss,
+            cache_dir=args.cache_dir,
+            progress=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False),
+        )
+    elif target.is_dir():
         if args.threads is not None:
             raise ContractError("--threads applies to plain model files; artifacts use the profile's threads")
         backends = [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefuse.cache import CACHE_ENV, cache_root
 from edgefuse.data import audio as _audio
 from edgefuse.data.audio import AudioFeatureConfig
 from edgefuse.data.base import MultimodalDataset, Split
@@ -55,7 +56,6 @@ FSDD_ATTRIBUTION = (
     "https://github.com/Jakobovski/free-spoken-digit-dataset, CC BY-SA 4.0"
 )
 FSDD_ENV = "EDGEFUSE_FSDD"
-CACHE_ENV = "EDGEFUSE_CACHE_DIR"
 LAYOUT = "{digit}_{speaker}_{index}.wav (e.g. 7_jackson_32.wav, digit 0-9)"
 SPLITS = ("train", "val", "test")
 IMAGE_FRACTIONS = (0.6, 0.2, 0.2)
@@ -199,13 +199,7 @@ def _cache_key(recordings: Sequence[_Recording], cfg: AudioFeatureConfig, *, ski
 
 
 def _cache_root(cache_dir: str | Path | None) -> Path:
-    if cache_dir is not None:
-        base = Path(cache_dir)
-    elif os.environ.get(CACHE_ENV):
-        base = Path(os.environ[CACHE_ENV])
-    else:
-        base = Path.home() / ".cache" / "edgefuse"
-    return base.expanduser().resolve() / "features"
+    return cache_root(cache_dir, "features")
 
 
 def _load_cache(path: Path, names: list[str]) -> tuple[np.ndarray, list[int], list[tuple[str, str]]] | None:

@@ -1,0 +1,237 @@
+"""The PyTorch reference backend: runs an EdgeFuse *checkpoint* through the same split path as an artifact.
+
+``edgefuse.load(CKPT_DIR)`` (a folder with ``model.json`` + ``model.safetensors``) gives a
+:class:`~edgefuse.runtime.Session` whose graphs are the checkpoint's own ``nn.Module`` parts: one encoder
+per modality and the head, with the embeddings fused by the same C++ kernel as every other backend.
+That makes it the reference the exported backends are compared with, and lets ``edgefuse bench CKPT``
+time the model before any export.
+
+This module is the only place of the runtime that touches torch, and it imports torch (and the
+checkpoint loader, which needs it) inside functions only: ``import edgefuse.runtime`` never imports
+torch, and without torch the backend is *unavailable, with the reason* (``pip install 'edgefuse[train]'``).
+
+The in-memory manifest (:func:`checkpoint_manifest`) carries the fusion parameters read from the model
+and reference cases computed with the model's own ``forward`` (MaskedFusion in torch, not the kernel),
+so :meth:`Session.verify` on a checkpoint checks the split execution (encoders -> C++ kernel -> head)
+against the monolithic PyTorch model for every presence pattern.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from edgefuse.runtime.backends.base import Backend
+from edgefuse.runtime.errors import BackendError
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointManifest", "TorchBackend", "checkpoint_manifest", "is_checkpoint"]
+
+#: The pseudo-format of a checkpoint folder in the backend registry.
+CHECKPOINT_FORMAT = "checkpoint"
+#: Rows per bundled reference case of a checkpoint.
+REFERENCE_BATCH = 3
+#: Split (encoders -> kernel -> head) vs the torch model's own forward, both fp32 on the same weights.
+REFERENCE_TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
+
+_CACHE: dict[tuple[str, int, int], Any] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 4
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint folder (``model.json``, no ``manifest.json``)."""
+    p = Path(path)
+    return p.is_dir() and (p / "model.json").is_file() and not (p / "manifest.json").exists()
+
+
+def _model(path: Path) -> Any:
+    """The checkpoint's model, loaded once per (folder, weights mtime, size) and shared read-only."""
+    from edgefuse.checkpoint import WEIGHTS, load_checkpoint
+
+    weights = path / WEIGHTS
+    stat = weights.stat() if weights.is_file() else None
+    key = (str(path.resolve()), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+    with _CACHE_LOCK:
+        model = _CACHE.get(key)
+        if model is None:
+            model = load_checkpoint(path).model.eval()
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = model
+    return model
+
+
+@dataclass(frozen=True)
+class CheckpointManifest:
+    """The manifest a :class:`~edgefuse.runtime.Session` reads, built in memory from a checkpoint.
+
+    It has the attributes of :class:`edgefuse.manifest.Manifest` that a session uses (``data``,
+    ``root``, ``format``, ``layout``, ``modality_names``, ``verify_files``) plus the reference arrays,
+    which live in memory instead of a ``reference.npz``.
+    """
+
+    data: Mapping[str, Any]
+    root: Path
+    reference_arrays: Mapping[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    @property
+    def format(self) -> str:
+        """Always ``checkpoint``."""
+        return CHECKPOINT_FORMAT
+
+    @property
+    def layout(self) -> str:
+        """Always ``split``: each encoder and the head run as their own module."""
+        return "split"
+
+    @property
+    def modality_names(self) -> list[str]:
+        """The model's modalities, in fusion order."""
+        return [m["name"] for m in self.data["modalities"]]
+
+    def verify_files(self) -> None:
+        """Nothing to do: :func:`edgefuse.checkpoint.load_checkpoint` checked the weights' sha256."""
+
+
+def checkpoint_manifest(path: str | Path) -> CheckpointManifest:
+    """Describe a checkpoint folder the way an artifact's manifest describes its graphs.
+
+    Args:
+        path: A checkpoint folder (``model.json`` + ``model.safetensors``).
+
+    Returns:
+        A :class:`CheckpointManifest`: modalities, ``encoder_<m>`` and ``head`` graphs (all dynamic
+        batch), fusion parameters, label names, and one reference case per presence pattern (inputs
+        and the logits of the model's own ``forward``).
+
+    Raises:
+        BackendUnavailableError: When torch is not installed (the reason names the extra).
+        CheckpointError: When the folder is not a valid checkpoint (missing or modified weights,
+            tensors that do not fit the architecture...).
+    """
+    from edgefuse.errors import BackendUnavailableError
+
+    reason = TorchBackend.unavailable_reason()
+    if reason:
+        raise BackendUnavailableError(f"{path} is a checkpoint, which runs on PyTorch only: {reason}")
+    import torch
+
+    root = Path(path)
+    model = _model(root)
+    params = model.fusion.fusion_parameters()
+    dim = int(model.embed_dim)
+    names = list(model.modality_names)
+    modalities = [{**m.to_dict(), "graph": f"encoder_{m.name}"} for m in model.modalities]
+    graphs: dict[str, Any] = {
+        f"encoder_{m.name}": {
+            "files": ["."],
+            "inputs": [{"name": m.name, "shape": [-1, *m.shape], "dtype": "float32"}],
+            "outputs": [{"name": f"embedding_{m.name}", "shape": [-1, dim], "dtype": "float32"}],
+            "batch": {"dynamic": True},
+            "details": {"part": "encoder", "modality": m.name},
+        }
+        for m in model.modalities
+    }
+    graphs["head"] = {
+        "files": ["."],
+        "inputs": [{"name": "fused", "shape": [-1, dim], "dtype": "float32"}],
+        "outputs": [{"name": "logits", "shape": [-1, len(model.label_names)], "dtype": "float32"}],
+        "batch": {"dynamic": True},
+        "details": {"part": "head"},
+    }
+    arrays: dict[str, np.ndarray] = {}
+    cases = []
+    patterns = [p for k in range(len(names), 0, -1) for p in itertools.combinations(names, k)]
+    specs = {m.name: m for m in model.modalities}
+    for i, pattern in enumerate(patterns):
+        rng = np.random.default_rng(7_000 + i)
+        label = "+".join(pattern)
+        inputs = {
+            m: rng.standard_normal((REFERENCE_BATCH, *specs[m].shape)).astype(np.float32) for m in pattern
+        }
+        with torch.inference_mode():
+            logits = model({k: torch.from_numpy(v) for k, v in inputs.items()}).numpy()
+        arrays.update({f"{label}/input/{k}": v for k, v in inputs.items()})
+        arrays[f"{label}/logits"] = logits
+        cases.append({"pattern": list(pattern), "batch": REFERENCE_BATCH})
+    gamma, beta = params.get("gamma"), params.get("beta")
+    data = {
+        "profile": None,
+        "format": CHECKPOINT_FORMAT,
+        "layout": "split",
+        "precision": "fp32",
+        "modalities": modalities,
+        "model_modalities": names,
+        "label_names": list(model.label_names),
+        "fusion": {
+            "weights": np.asarray(params["weights"], np.float32).tolist(),
+            "gamma": None if gamma is None else np.asarray(gamma).tolist(),
+            "beta": None if beta is None else np.asarray(beta).tolist(),
+            "eps": float(params["eps"]),
+            "dim": dim,
+        },
+        "graphs": graphs,
+        "files": [],
+        "reference": {"cases": cases, "tolerance": dict(REFERENCE_TOLERANCE), "backend": "torch"},
+    }
+    return CheckpointManifest(data=data, root=root, reference_arrays=arrays)
+
+
+class TorchBackend(Backend):
+    """PyTorch reference backend for checkpoints (``pip install 'edgefuse[train]'``).
+
+    Each instance runs one part of the checkpoint's model (``details["part"]``: ``encoder`` with
+    ``details["modality"]``, or ``head``) under ``torch.inference_mode()`` on the CPU. The model is
+    loaded once per checkpoint and shared by the parts. ``threads`` calls ``torch.set_num_threads``,
+    which in PyTorch is process-wide. Forward passes of an eval-mode module may run from several
+    threads at once.
+    """
+
+    name: ClassVar[str] = "torch"
+    formats: ClassVar[tuple[str, ...]] = (CHECKPOINT_FORMAT,)
+    package: ClassVar[str] = "torch"
+    module: ClassVar[str] = "torch"
+    extra: ClassVar[str] = "train"
+    thread_safe: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._module: Any = None
+        self._in_name = ""
+        self._out_name = ""
+
+    def _load(self, path: Path, threads: int | None, batch: dict[str, Any], details: dict[str, Any]) -> None:
+        import torch
+
+        model = _model(path)
+        part = details.get("part")
+        if part == "encoder":
+            modality = str(details.get("modality"))
+            if modality not in model.encoders:
+                raise BackendError(
+                    f"checkpoint {path} has no encoder {modality!r}; it has {sorted(model.encoders)}"
+                )
+            self._module = model.encoders[modality]
+        elif part == "head":
+            self._module = model.head
+        else:
+            raise BackendError(f"torch backend: details must name part 'encoder' or 'head'; got {part!r}")
+        if threads is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        self._in_name = self._inputs[0].name
+        self._out_name = self._outputs[0].name
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            out = self._module(torch.from_numpy(np.ascontiguousarray(feeds[self._in_name])))
+        return {self._out_name: out.numpy()}
+
+    def _close(self) -> None:
+        self._module = None

@@ -4,7 +4,8 @@ Usage: python benchmarks/bench_runtime.py [--json PATH] [--quick]
 
 Builds the reference checkpoint (audio (1, 32, 61) + image (1, 8, 8), 10 classes), exports split and
 monolithic ONNX for generic/x86-64 into a temp dir, and measures with threads=1 on both sides (median of
-repeats of the mean of an inner loop, batch 1):
+repeats of the mean of an inner loop, batch 1; the two ratios are medians of per-repeat ratios of
+back-to-back blocks, so a drift of this shared machine does not bias one side):
 
 (a) split_vs_raw_all_present: Session.predict (split, all present) / raw InferenceSession on the monolithic
     ONNX fed every input and presence all True. Target <= 1.10.
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import time_us
+from _timing import paired_ratio, time_us
 
 SHAPES = {"audio": (1, 32, 61), "image": (1, 8, 8)}
 
@@ -106,11 +107,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         head = raw_session(split_dir / "head.onnx")
         fused = np.zeros((1, 64), np.float32)
 
-        t_split_all = time_us(lambda: session.predict(x), inner, repeats)
-        t_raw_all = time_us(lambda: raw.run([out_name], feeds_all), inner, repeats)
+        ratio_all, t_split_all, t_raw_all = paired_ratio(
+            lambda: session.predict(x), lambda: raw.run([out_name], feeds_all), inner, repeats
+        )
         only_image = {"image": x["image"]}
-        t_split_img = time_us(lambda: session.predict(only_image), inner, repeats)
-        t_raw_img = time_us(lambda: raw.run([out_name], feeds_no_audio), inner, repeats)
+        ratio_img, t_split_img, t_raw_img = paired_ratio(
+            lambda: session.predict(only_image), lambda: raw.run([out_name], feeds_no_audio), inner, repeats
+        )
         t_enc = {m: time_us(lambda m=m: enc[m].run(None, {m: x[m]}), inner, repeats) for m in SHAPES}
         t_head = time_us(lambda: head.run(None, {"fused": fused}), inner, repeats)
         share = t_enc["audio"] / (t_enc["audio"] + t_enc["image"] + t_head)
@@ -151,8 +154,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         rss_growth = rss_mb() - rss0
         session.close()
 
-    ratio_all = t_split_all / t_raw_all
-    ratio_img = t_split_img / t_raw_img
     target_img = 1.0 - share
     return {
         "split_vs_raw_all_present": ratio_all,

@@ -125,7 +125,8 @@ def test_export_cached_reuses_only_an_identical_intact_artifact(reference_ckpt, 
     # a format that cannot be converted here is reported, not raised
     result, reused = export_cached(reference_ckpt, "nvidia/jetson-orin-nano", "tensorrt", tmp_path / "trt")
     if importlib.util.find_spec("tensorrt") is None:
-        assert result.status == "unavailable" and "tensorrt" in (result.reason or "")
+        assert result.status == "unavailable"
+        assert "tensorrt" in (result.reason or "")
 
 
 @pytest.mark.parametrize(

@@ -25,9 +25,11 @@ $(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*)
 
 install: $(STAMP)
 
+# The whole story end to end: train, robustness grid, export for every profile, parity, benchmarks,
+# out/demo/report.html. FSDD audio when ../shared/data/fsdd exists (or EDGEFUSE_FSDD is set), else a
+# clearly labelled synthetic audio modality.
 demo: $(STAMP)
-	$(VENV)/bin/edgefuse profiles list
-	$(PY) benchmarks/bench_fusion.py --json out/demo/bench_fusion.json
+	$(VENV)/bin/edgefuse demo --out out/demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -39,6 +39,7 @@ __all__ = [
     "bench_checkpoint",
     "bench_model",
     "count_onnx",
+    "estimate_from_onnx",
     "parse_patterns",
     "render_markdown",
     "roofline_estimate",
@@ -393,6 +394,58 @@ def _pattern_name(pattern: Sequence[str]) -> str:
     return "+".join(pattern)
 
 
+def estimate_from_onnx(
+    onnx_artifact: str | Path, pattern: Sequence[str], profile: Any, precision: str = "fp32"
+) -> dict[str, Any]:
+    """Roofline estimate of one presence pattern on ``profile``'s target, counted from a split ONNX artifact.
+
+    Counts the FLOPs and bytes of the encoder graphs of ``pattern`` plus the head (and the fusion
+    kernel) in the artifact's ONNX files; any split ONNX export of the same model that has those
+    encoders will do, whatever profile it was made for. For ``fp16`` the bytes are halved (weights and
+    activations stored in 16 bits) and the profile's fp16 peak is used.
+
+    Args:
+        onnx_artifact: A split ONNX artifact folder.
+        pattern: The modalities present.
+        profile: A :class:`~edgefuse.profiles.DeviceProfile`.
+        precision: ``fp32`` or ``fp16``.
+
+    Returns:
+        The :func:`roofline_estimate` dict (``kind = "estimate"``) with ``profile``, ``precision`` and
+        ``graphs``.
+
+    Raises:
+        ContractError: When the artifact is not a split ONNX artifact or lacks an encoder of ``pattern``.
+    """
+    from edgefuse.manifest import read_manifest
+
+    manifest = read_manifest(onnx_artifact)
+    if manifest.format != "onnx" or manifest.layout != "split":
+        raise ContractError(
+            f"{onnx_artifact} is a {manifest.format}/{manifest.layout} artifact; give a split ONNX one"
+        )
+    specs = {m["name"]: m for m in manifest.data["modalities"]}
+    missing = [m for m in pattern if m not in specs]
+    if missing:
+        raise ContractError(f"{onnx_artifact} has no encoder for {missing}; it has {sorted(specs)}")
+    graphs = manifest.data["graphs"]
+    names = [str(specs[m].get("graph", f"encoder_{m}")) for m in pattern] + ["head"]
+    cost = GraphCost(0, 0)
+    for g in names:
+        cost = cost + count_onnx(Path(manifest.root) / graphs[g]["files"][0])
+    dim = int(manifest.data["fusion"].get("dim") or 0)
+    cost = cost + GraphCost(4 * dim * len(pattern), 4 * dim * (len(pattern) + 1))  # the fusion kernel
+    nbytes = cost.bytes // 2 if precision == "fp16" else cost.bytes
+    peak = profile.compute.peak(precision)
+    est = roofline_estimate(cost.flops, nbytes, peak, profile.compute.memory_bandwidth_gbs)
+    est.update({"profile": str(profile.id), "precision": precision, "graphs": names})
+    if peak is None:
+        est["note"] = f"profile {profile.id!r} gives no peak compute for {precision}; memory-bound time only"
+    if cost.unknown_ops:
+        est["unknown_ops"] = list(cost.unknown_ops)
+    return est
+
+
 def _artifact_estimate(session: Any, pattern: tuple[str, ...], profile: Any) -> dict[str, Any]:
     """Roofline estimate for the graphs that run for ``pattern`` (ONNX artifacts only)."""
     manifest = session.manifest
@@ -405,25 +458,19 @@ def _artifact_estimate(session: Any, pattern: tuple[str, ...], profile: Any) -> 
     if profile is None:
         return {"kind": "estimate", "ms": None, "note": "estimate unavailable (no known device profile)"}
     precision = str(manifest.data.get("precision", "fp32"))
-    graphs = manifest.data["graphs"]
     if manifest.layout == "monolithic":
         names = list(session.loaded_graphs)
-    else:
-        specs = {m["name"]: m for m in manifest.data["modalities"]}
-        names = [str(specs[m].get("graph", f"encoder_{m}")) for m in pattern] + ["head"]
-    cost = GraphCost(0, 0)
-    for g in names:
-        cost = cost + count_onnx(Path(manifest.root) / graphs[g]["files"][0])
-    dim = int(manifest.data["fusion"].get("dim") or 0)
-    cost = cost + GraphCost(4 * dim * len(pattern), 4 * dim * (len(pattern) + 1))  # the fusion kernel
-    peak = profile.compute.peak(precision)
-    est = roofline_estimate(cost.flops, cost.bytes, peak, profile.compute.memory_bandwidth_gbs)
-    est.update({"profile": str(profile.id), "precision": precision, "graphs": names})
-    if peak is None:
-        est["note"] = f"profile {profile.id!r} gives no peak compute for {precision}; memory-bound time only"
-    if cost.unknown_ops:
-        est["unknown_ops"] = list(cost.unknown_ops)
-    return est
+        graphs = manifest.data["graphs"]
+        cost = GraphCost(0, 0)
+        for g in names:
+            cost = cost + count_onnx(Path(manifest.root) / graphs[g]["files"][0])
+        peak = profile.compute.peak(precision)
+        est = roofline_estimate(cost.flops, cost.bytes, peak, profile.compute.memory_bandwidth_gbs)
+        est.update({"profile": str(profile.id), "precision": precision, "graphs": names})
+        if cost.unknown_ops:
+            est["unknown_ops"] = list(cost.unknown_ops)
+        return est
+    return estimate_from_onnx(manifest.root, pattern, profile, precision)
 
 
 def _file_bytes(root: Path, files: Sequence[str]) -> int:

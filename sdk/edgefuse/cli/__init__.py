@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "edgefuse.cli.export",
     "run": "edgefuse.cli.run",
     "bench": "edgefuse.cli.bench",
+    "demo": "edgefuse.cli.demo",
 }
 
 

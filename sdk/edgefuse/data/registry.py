@@ -10,7 +10,7 @@ from edgefuse.errors import DataError, did_you_mean
 
 __all__ = ["DATASETS", "load_dataset"]
 
-DATASETS = ("av-digits", "synthetic")
+DATASETS = ("av-digits", "av-digits-synthetic-audio", "synthetic")
 
 
 def load_dataset(
@@ -26,7 +26,9 @@ def load_dataset(
     """Load a dataset by name.
 
     Args:
-        name: ``av-digits`` (FSDD audio + scikit-learn digits) or ``synthetic`` (clearly labelled
+        name: ``av-digits`` (FSDD audio + scikit-learn digits), ``av-digits-synthetic-audio`` (the digit
+            images with a clearly labelled synthetic audio modality, for machines without FSDD) or
+            ``synthetic`` (clearly labelled
             synthetic data with ``modalities``, default audio, image and imu).
         fsdd: FSDD folder for ``av-digits`` (default ``$EDGEFUSE_FSDD``).
         degrade_image: Keep this many PCA components of each image (``av-digits``).
@@ -44,6 +46,10 @@ def load_dataset(
         return load_av_digits(
             fsdd, degrade_image=degrade_image, seed=seed, cache_dir=cache_dir, skip_bad=skip_bad
         )
+    if name == "av-digits-synthetic-audio":
+        from edgefuse.data.avdigits import load_av_digits_synthetic_audio
+
+        return load_av_digits_synthetic_audio(degrade_image=degrade_image, seed=seed)
     if name == "synthetic":
         from edgefuse.data.synthetic import make_synthetic
 

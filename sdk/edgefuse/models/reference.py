@@ -26,7 +26,7 @@ def reference_architecture(modalities: Sequence[ModalitySpec], embed_dim: int = 
                 "type": "conv2d",
                 "channels": list(_CHANNELS.get(spec.name, _DEFAULT_CHANNELS)),
             }
-            if spec.preprocessing.startswith("logmel"):
+            if spec.preprocessing.startswith("logmel") or spec.preprocessing == "synthetic-logmel":
                 encoders[spec.name]["pool"] = "time"  # keep the frequency pattern of a spectrogram
         else:
             encoders[spec.name] = {"type": "mlp", "hidden": [64]}

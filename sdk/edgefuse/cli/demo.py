@@ -1,0 +1,165 @@
+"""``edgefuse demo``: train, measure robustness, export for every profile, check parity, benchmark, report.
+
+Writes ``OUT/report.html`` (self-contained: open it in any browser) and ``OUT/report.json``. A second
+run reuses the trained models and the exports (same data, recipe and EdgeFuse version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "demo",
+        help="the whole story end to end on AV-digits, written up as out/demo/report.html",
+        description=__doc__,
+    )
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--fsdd", default=None, help="FSDD folder (default: $EDGEFUSE_FSDD)")
+    p.add_argument(
+        "--audio",
+        choices=("auto", "fsdd", "synthetic"),
+        default="auto",
+        help="auto: FSDD when given, else a clearly labelled synthetic audio modality (default)",
+    )
+    p.add_argument(
+        "--profiles", default=None, help="comma-separated profile ids (default: every built-in profile)"
+    )
+    p.add_argument("--epochs", type=int, default=20, help="training epochs per model (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="training and data seed (default 0)")
+    p.add_argument("--iters", type=int, default=100, help="timed calls per benchmarked pattern (default 100)")
+    p.add_argument(
+        "--warmup", type=int, default=10, help="warm-up calls per benchmarked pattern (default 10)"
+    )
+    p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS per profile")
+    p.add_argument(
+        "--fresh", action="store_true", help="retrain and re-export instead of reusing earlier results"
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo with a progress display, then print the summary table."""
+    import logging
+
+    # Converters' own chatter (C++ INFO lines of the TFLite converter, coremltools' version warnings)
+    # would bury the progress display; errors still surface as exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from edgefuse.demo import STEPS, DemoConfig, run_demo
+
+    cfg = DemoConfig(
+        out=Path(args.out),
+        fsdd=args.fsdd,
+        audio="fsdd" if args.audio == "auto" and args.fsdd else args.audio,
+        profiles=tuple(p.strip() for p in args.profiles.split(",") if p.strip()) if args.profiles else None,
+        epochs=args.epochs,
+        seed=args.seed,
+        bench_iters=args.iters,
+        bench_warmup=args.warmup,
+        rss=not args.no_rss,
+        fresh=args.fresh,
+    )
+    console = Console() if Console().is_terminal else Console(width=160)
+    # The progress display writes to a duplicate of stderr, so it stays visible while the converters'
+    # C++ and Python chatter on file descriptor 2 goes to OUT/demo.log.
+    err = Console(
+        file=os.fdopen(os.dup(2), "w", buffering=1), force_terminal=Console(stderr=True).is_terminal
+    )
+    with Progress(
+        TextColumn("[bold]demo[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("starting", total=len(STEPS))
+        done: set[str] = set()
+
+        def say(message: str) -> None:
+            bar.update(task, description=message)
+
+        def advance(step: str) -> None:
+            if step not in done:
+                done.add(step)
+                bar.update(task, advance=1)
+                err.print(f"[green]✓[/] {step}", highlight=False)
+
+        log_path = cfg.out / "demo.log"
+        with _stderr_to(log_path):
+            report = run_demo(cfg, say=say, advance=advance)
+
+    patterns = report["grid"]["test_sets"]
+    if report["data"]["audio"] == "synthetic":
+        console.print(f"[bold yellow]⚠ {report['data']['label']}[/]", highlight=False)
+    models = report["models"]
+    t = Table(title="models (test accuracy per presence pattern)")
+    t.add_column("model")
+    for p in patterns:
+        t.add_column(p, justify="right")
+    for role in ("baseline", "best"):
+        m = models[role]
+        t.add_row(f"{role}: {m['label']}", *[f"{m['test_accuracy'][p]:.3f}" for p in patterns])
+    console.print(t)
+    bench = {b["profile"]: b for b in report["bench"]}
+    acc = {a["profile"]: a for a in report["accuracy"]}
+    s = Table(title="per device profile (latency measured on this machine; estimate for the target)")
+    for col in ("profile", "exports", "backend here", "accuracy all present", "p50 ms", "estimate ms"):
+        s.add_column(col, justify="left" if col in ("profile", "exports", "backend here") else "right")
+    for prof in report["profiles"]:
+        pid = prof["id"]
+        exps = ", ".join(f"{e['format']}:{e['status']}" for e in report["exports"] if e["profile"] == pid)
+        b = bench.get(pid, {})
+        first = b.get("results", [{}])[0] if b.get("results") else {}
+        a = acc.get(pid, {}).get("accuracy", {})
+        full = next(iter(a.values()), None)
+        est = (first.get("estimate") or {}).get("ms") if first else None
+        if est is None and b.get("estimates"):
+            est = next(iter(b["estimates"].values())).get("ms")
+        s.add_row(
+            pid,
+            exps,
+            b.get("backend") or "[yellow]not runnable here[/]",
+            "-" if full is None else f"{full:.3f}",
+            "-" if not first else f"{first['p50_ms']:.3f}",
+            "-" if est is None else f"~{est:.4f}",
+        )
+    console.print(s)
+    console.print(f"converter output and warnings: {log_path}", highlight=False)
+    console.print(
+        f"report: [bold]{report['paths']['html']}[/] (and {report['paths']['json']}) in {report['seconds']['total']:.0f} s",
+        highlight=False,
+    )
+    return 0
+
+
+@contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 2 (C/C++ libraries and Python's sys.stderr alike) to ``path`` for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)

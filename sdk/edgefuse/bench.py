@@ -57,7 +57,7 @@ DEFINITIONS: dict[str, str] = {
     "mean_ms": "mean warm latency at batch 1 over the same calls",
     "throughput_b1": "samples/s at batch 1: iters / total warm time of those calls",
     "throughput_b8": "samples/s at batch 8: 8 x calls / total time of warm batch-8 calls",
-    "peak_rss_mb": "peak resident set size (ru_maxrss) of a fresh subprocess that loads and runs it",
+    "peak_rss_mb": "peak resident set size (VmHWM; ru_maxrss off Linux) of a fresh subprocess that loads and runs it",
     "estimate_ms": (
         "ESTIMATE, not a measurement: roofline max(FLOPs / profile peak, bytes / profile bandwidth) for the "
         "profile's target, FLOPs and bytes counted from the ONNX graphs that run"
@@ -314,6 +314,19 @@ def _peak_rss_subprocess(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _ru_maxrss_mb() -> float:
+    """Peak RSS of this process in MiB.
+
+    On Linux, ``VmHWM`` of ``/proc/self/status`` (the high-water mark of this process's own memory
+    map). ``ru_maxrss`` is not used there: Linux carries it across ``exec``, so a child started by a
+    large parent (say one that imported torch) would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 

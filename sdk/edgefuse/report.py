@@ -37,7 +37,7 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
 
     # ---- accuracy per presence pattern per profile ------------------------------------------------
     acc = report["accuracy"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.15 * len(acc) + 2), 3.8), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.15 * len(acc) + 2), 4.6), constrained_layout=True)
     width = 0.8 / len(patterns)
     x = np.arange(len(acc))
     for k, pattern in enumerate(patterns):
@@ -62,12 +62,12 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
     ax.set_title(
         "Accuracy per presence pattern per profile (hatched: PyTorch only, artifact not runnable here)"
     )
-    ax.legend(fontsize=7, ncols=2, loc="lower right")
+    ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.32))
     paths["accuracy"] = save_figure(fig, out / "accuracy.png")
 
     # ---- latency per profile -----------------------------------------------------------------------
     bench = [b for b in report["bench"] if b["results"]]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.15 * max(1, len(bench)) + 2), 3.8), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.15 * max(1, len(bench)) + 2), 4.6), constrained_layout=True)
     x = np.arange(len(bench))
     for k, pattern in enumerate(patterns):
         pos = x + (k - (len(patterns) - 1) / 2) * width
@@ -97,12 +97,21 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
             label="roofline ESTIMATE for the target" if k == 0 else None,
         )
     ax.set_yscale("log")
+    values = [
+        v
+        for b in bench
+        for r in b["results"]
+        for v in (r["p90_ms"], (r.get("estimate") or {}).get("ms"))
+        if v and v > 0
+    ]
+    if values:
+        ax.set_ylim(min(values) / 2, max(values) * 2)
     ax.set_xticks(
         x, [f"{b['profile']}\n({b['backend']})" for b in bench], rotation=30, ha="right", fontsize=8
     )
     ax.set_ylabel("latency at batch 1 (ms, log)")
     ax.set_title("Latency per profile: measured on this machine (bars) vs estimated on the target (x)")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncols=4)
     paths["latency"] = save_figure(fig, out / "latency.png")
     return paths
 

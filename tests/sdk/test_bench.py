@@ -99,7 +99,14 @@ def test_cli_bench_checkpoint_runs_torch_and_the_profiles_backends(artifact: Pat
     ckpt = artifact.parent / "ckpt"
     out = tmp_path / "b.json"
     args = ["bench", str(ckpt), "--profile", "generic/x86-64", "--iters", "5", "--warmup", "1", "--no-rss"]
-    args += ["--backend", "torch,onnxruntime,tensorrt", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
+    args += [
+        "--backend",
+        "torch,onnxruntime,tensorrt",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(out),
+    ]
     assert main(args) == 0
     data = json.loads(out.read_text())
     assert data["kind"] == "checkpoint"
@@ -119,7 +126,13 @@ def test_cli_bench_checkpoint_runs_torch_and_the_profiles_backends(artifact: Pat
     assert manifest.is_relative_to(tmp_path / "cache")
     before = manifest.stat().st_mtime_ns
     report = bench_checkpoint(
-        ckpt, profile="generic/x86-64", patterns="audio", iters=2, warmup=0, rss=False, cache_dir=tmp_path / "cache"
+        ckpt,
+        profile="generic/x86-64",
+        patterns="audio",
+        iters=2,
+        warmup=0,
+        rss=False,
+        cache_dir=tmp_path / "cache",
     )
     assert manifest.stat().st_mtime_ns == before
     assert {r["backend"] for r in report["results"]} == {"torch", "onnxruntime"}

@@ -13,7 +13,11 @@ __all__ = ["add_data_args", "load_data", "parse_params", "parse_seeds", "progres
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--data``, ``--fsdd``, ``--degrade-image``, ``--data-seed``, ``--skip-bad``."""
     g = parser.add_argument_group("data")
-    g.add_argument("--data", default="av-digits", help="dataset: av-digits (default) or synthetic")
+    g.add_argument(
+        "--data",
+        default="av-digits",
+        help="dataset: av-digits (default, FSDD), av-digits-synthetic-audio (no FSDD needed) or synthetic",
+    )
     g.add_argument("--fsdd", default=None, help="FSDD folder (default: $EDGEFUSE_FSDD)")
     g.add_argument(
         "--degrade-image", type=int, default=None, metavar="K", help="keep K PCA components of each image"

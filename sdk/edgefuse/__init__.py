@@ -7,6 +7,7 @@ modules are imported by the functions that need them.
 from __future__ import annotations
 
 from importlib import metadata as _metadata
+from typing import Any
 
 from edgefuse.errors import (
     BackendUnavailableError,
@@ -32,4 +33,41 @@ __all__ = [
     "FusionInputError",
     "ProfileError",
     "__version__",
+    "export",
+    "get_profile",
+    "list_profiles",
+    "load",
 ]
+
+
+def load(artifact: Any, profile: Any = None, backend: Any = None, threads: int | None = None) -> Any:
+    """Load an exported artifact (or a checkpoint, on the torch reference backend) for prediction.
+
+    Needs numpy and one backend package only (never torch for an artifact). See
+    :func:`edgefuse.runtime.load` for the arguments, the returned :class:`~edgefuse.runtime.Session`
+    and the errors.
+    """
+    from edgefuse.runtime import load as _load
+
+    return _load(artifact, profile=profile, backend=backend, threads=threads)
+
+
+def export(*args: Any, **kwargs: Any) -> Any:
+    """Export a checkpoint for a device profile (needs the ``export`` extra); see :func:`edgefuse.export.pipeline.export`."""
+    from edgefuse.export.pipeline import export as _export
+
+    return _export(*args, **kwargs)
+
+
+def list_profiles() -> Any:
+    """The built-in device profiles; see :func:`edgefuse.profiles.list_profiles`."""
+    from edgefuse.profiles import list_profiles as _list
+
+    return _list()
+
+
+def get_profile(profile_id: str) -> Any:
+    """One device profile by id or TOML path; see :func:`edgefuse.profiles.get_profile`."""
+    from edgefuse.profiles import get_profile as _get
+
+    return _get(profile_id)

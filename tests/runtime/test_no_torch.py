@@ -19,8 +19,9 @@ BLOCK_TORCH = (
 def test_load_predict_verify_without_torch(x86_split, speaker_split) -> None:  # type: ignore[no-untyped-def]
     code = BLOCK_TORCH + (
         "import numpy as np\n"
+        "import edgefuse\n"
         "import edgefuse.runtime as rt\n"
-        f"session = rt.load({str(x86_split)!r})\n"
+        f"session = edgefuse.load({str(x86_split)!r})\n"
         "x = np.zeros((3, 1, 32, 61), np.float32)\n"
         "pred = session.predict({'audio': x})\n"
         "assert pred.logits.shape == (3, 10) and pred.backend == 'onnxruntime'\n"

@@ -303,6 +303,33 @@ def _split_image_rows(
     return {s: np.sort(np.concatenate(parts[s])) for s in SPLITS}
 
 
+def _check_degrade(degrade_image: int | None) -> None:
+    if degrade_image is not None and (
+        isinstance(degrade_image, bool)
+        or not isinstance(degrade_image, int | np.integer)
+        or not 1 <= degrade_image <= 64
+    ):
+        raise DataError(
+            f"degrade_image={degrade_image!r} is not allowed; use None (no degradation) or an int number of "
+            "PCA components in 1..64 (3-4 makes the image about as informative as the audio)"
+        )
+
+
+def _image_spec(degrade_image: int | None) -> ModalitySpec:
+    return ModalitySpec(
+        "image",
+        (1, 8, 8),
+        "float32",
+        "digits8x8-v1",
+        {
+            "scale": 1 / 16,
+            "pca_components": degrade_image,
+            "pca_fit": "train image rows" if degrade_image is not None else None,
+            "source": "sklearn.datasets.load_digits",
+        },
+    )
+
+
 def _pca_degrade(images: np.ndarray, train_rows: np.ndarray, k: int) -> tuple[np.ndarray, float]:
     """Project onto the top-``k`` principal components of the train rows and reconstruct.
 
@@ -404,15 +431,7 @@ def load_av_digits(
             names the file), the speaker lists overlap or name a speaker without recordings, or
             ``degrade_image`` is out of range.
     """
-    if degrade_image is not None and (
-        isinstance(degrade_image, bool)
-        or not isinstance(degrade_image, int | np.integer)
-        or not 1 <= degrade_image <= 64
-    ):
-        raise DataError(
-            f"degrade_image={degrade_image!r} is not allowed; use None (no degradation) or an int number of "
-            "PCA components in 1..64 (3-4 makes the image about as informative as the audio)"
-        )
+    _check_degrade(degrade_image)
     t0 = time.perf_counter()
     fsdd_root, folder = _resolve(fsdd)
     split_speakers = {
@@ -493,18 +512,7 @@ def load_av_digits(
 
     modalities = (
         ModalitySpec("audio", audio.shape, "float32", "logmel-v1", audio.to_dict()),
-        ModalitySpec(
-            "image",
-            (1, 8, 8),
-            "float32",
-            "digits8x8-v1",
-            {
-                "scale": 1 / 16,
-                "pca_components": degrade_image,
-                "pca_fit": "train image rows" if degrade_image is not None else None,
-                "source": "sklearn.datasets.load_digits",
-            },
-        ),
+        _image_spec(degrade_image),
     )
     elapsed = time.perf_counter() - t0
     meta: dict[str, Any] = {
@@ -627,15 +635,7 @@ def load_av_digits_synthetic_audio(
     Raises:
         DataError: When scikit-learn is missing, or ``degrade_image``/``image_split`` is invalid.
     """
-    if degrade_image is not None and (
-        isinstance(degrade_image, bool)
-        or not isinstance(degrade_image, int | np.integer)
-        or not 1 <= degrade_image <= 64
-    ):
-        raise DataError(
-            f"degrade_image={degrade_image!r} is not allowed; use None (no degradation) or an int number of "
-            "PCA components in 1..64"
-        )
+    _check_degrade(degrade_image)
     images, image_labels = _load_digit_images()
     rng_split = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     pools = _split_image_rows(image_labels, rng_split, image_split)
@@ -651,18 +651,7 @@ def load_av_digits_synthetic_audio(
     }
     modalities = (
         ModalitySpec("audio", (1, 32, 61), "float32", "synthetic-logmel", {"noise": audio_noise}),
-        ModalitySpec(
-            "image",
-            (1, 8, 8),
-            "float32",
-            "digits8x8-v1",
-            {
-                "scale": 1 / 16,
-                "pca_components": degrade_image,
-                "pca_fit": "train image rows" if degrade_image is not None else None,
-                "source": "sklearn.datasets.load_digits",
-            },
-        ),
+        _image_spec(degrade_image),
     )
     meta: dict[str, Any] = {
         "synthetic_audio": True,

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefuse.errors import ContractError
+from edgefuse.errors import ContractError, EdgeFuseError
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -405,11 +405,24 @@ def _accuracy(
             continue
         steps.say(f"accuracy {prof.id} on {backend}")
         acc = {}
-        with load(row["folder"], profile=prof, backend=backend) as session:
-            for pattern in subsets(session.modalities):
-                inputs = {m: test.inputs[m] for m in pattern}
-                pred = session.predict(inputs)
-                acc["+".join(pattern)] = float((pred.label_ids == test.labels).mean())
+        try:
+            with load(row["folder"], profile=prof, backend=backend) as session:
+                for pattern in subsets(session.modalities):
+                    inputs = {m: test.inputs[m] for m in pattern}
+                    pred = session.predict(inputs)
+                    acc["+".join(pattern)] = float((pred.label_ids == test.labels).mean())
+        except EdgeFuseError as exc:  # reported per profile; the other profiles still run
+            reason = f"{backend} failed: {type(exc).__name__}: {exc}"
+            rows.append(
+                {
+                    "profile": prof.id,
+                    "backend": None,
+                    "reason": reason,
+                    "accuracy": {},
+                    "reference": reference,
+                }
+            )
+            continue
         rows.append(
             {
                 "profile": prof.id,
@@ -467,14 +480,21 @@ def _bench(
             )
             continue
         steps.say(f"bench {prof.id} on {backend}")
-        report = bench_artifact(
-            row["folder"],
-            profile=prof.id,
-            backends=[backend],
-            warmup=cfg.bench_warmup,
-            iters=cfg.bench_iters,
-            rss=False,
-        )
+        try:
+            report = bench_artifact(
+                row["folder"],
+                profile=prof.id,
+                backends=[backend],
+                warmup=cfg.bench_warmup,
+                iters=cfg.bench_iters,
+                rss=False,
+            )
+        except EdgeFuseError as exc:  # reported per profile; the other profiles still run
+            reason = f"{backend} failed: {type(exc).__name__}: {exc}"
+            out.append(
+                {"profile": prof.id, "backend": None, "reason": reason, "results": [], "estimates": {}}
+            )
+            continue
         rss = None
         if cfg.rss:
             full = report["results"][0]["pattern"].split("+")

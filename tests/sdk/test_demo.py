@@ -201,3 +201,30 @@ def test_report_renders_in_headless_chromium(demo: dict[str, Any], tmp_path: Pat
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count("<img") == 3
     assert "Summary per device profile" in dom.stdout
+
+
+def test_a_failing_backend_is_reported_per_profile(
+    demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgefuse.bench
+    from edgefuse.demo import DemoConfig, _bench, _Steps
+    from edgefuse.profiles import get_profile
+    from edgefuse.runtime.errors import BackendError
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise BackendError("onnxruntime cannot load encoder_audio.onnx: simulated")
+
+    monkeypatch.setattr(edgefuse.bench, "bench_artifact", broken)
+    report = demo["first"]
+    rows = _bench(
+        [get_profile("generic/x86-64")],
+        report["exports"],
+        DemoConfig(out=demo["out"], rss=False),
+        demo["out"],
+        Path(report["checkpoint"]),
+        _Steps(lambda _m: None, lambda _m: None),
+    )
+    (row,) = rows
+    assert row["backend"] is None
+    assert row["results"] == []
+    assert "simulated" in row["reason"]

@@ -314,6 +314,21 @@ py::tuple fuse_with_counts_py(py::handle embeddings, py::handle mask, py::handle
   return py::make_tuple(p.out, counts);
 }
 
+bool all_finite_py(py::handle array) {
+  py::array a = as_array(array, "array", "of float32");
+  if (a.dtype().num() != kNpyFloat32) {
+    fail("array has dtype " + dtype_str(a) + "; all_finite takes float32 (use numpy.isfinite for others)");
+  }
+  if (!(a.flags() & py::array::c_style)) {
+    fail("array must be C-contiguous; pass numpy.ascontiguousarray(array)");
+  }
+  const auto* data = static_cast<const float*>(a.data());
+  const std::int64_t n = static_cast<std::int64_t>(a.size());
+  if (n < (1 << 16)) return edgefuse::all_finite(data, n);  // releasing the GIL costs more than that
+  py::gil_scoped_release release;
+  return edgefuse::all_finite(data, n);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_fusion, m) {
@@ -371,6 +386,11 @@ Raises:
         py::arg("embeddings"), py::arg("mask") = py::none(), py::arg("weights") = py::none(),
         py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("eps") = 1e-5, py::kw_only(),
         py::arg("out") = py::none(), py::arg("threads") = 1);
+  m.def("all_finite", &all_finite_py,
+        "True when no element of a C-contiguous float32 array is NaN or +-Inf (one vectorised pass, no "
+        "allocation, no warning). Raises FusionTypeError for a non-array, FusionInputError for another "
+        "dtype or a non-contiguous array.",
+        py::arg("array"));
   m.attr("__version__") = EDGEFUSE_VERSION;
   m.attr("NATIVE_BUILD") = edgefuse::native_build();
   m.attr("MAX_MODALITIES") = kMaxModalities;

@@ -1,5 +1,7 @@
 #include "fusion.h"
 
+#include <cstring>
+
 #include <algorithm>
 #include <cmath>
 #include <thread>
@@ -131,6 +133,25 @@ void fuse(const FusionArgs& a, int threads) noexcept {
   }
   fuse_rows(a, 0, std::min(B, chunk));
   for (auto& th : pool) th.join();
+}
+
+bool all_finite(const float* data, std::int64_t n) noexcept {
+  constexpr std::uint32_t kExponent = 0x7f800000u;
+  std::uint32_t bad = 0;
+  std::int64_t i = 0;
+  // Blocks of 1024 with an early exit between blocks: vectorised inside a block, and a NaN near the
+  // start of a large input is found without reading the rest.
+  for (; i < n; i += 1024) {
+    const std::int64_t end = i + 1024 < n ? i + 1024 : n;
+#pragma omp simd reduction(| : bad)
+    for (std::int64_t j = i; j < end; ++j) {
+      std::uint32_t bits;
+      std::memcpy(&bits, data + j, sizeof bits);
+      bad |= static_cast<std::uint32_t>((bits & kExponent) == kExponent);
+    }
+    if (bad) return false;
+  }
+  return true;
 }
 
 bool native_build() noexcept {

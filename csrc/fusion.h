@@ -42,6 +42,10 @@ void fuse_rows(const FusionArgs& args, std::int64_t row_begin, std::int64_t row_
 // Runs the fusion over the whole batch, splitting rows across `threads` threads (1 = caller's thread).
 void fuse(const FusionArgs& args, int threads) noexcept;
 
+// True when none of the n floats is NaN or +-Inf (exponent bits all ones). One branch-free pass, so
+// the compiler vectorises it; used to validate sensor inputs before any encoder runs.
+bool all_finite(const float* data, std::int64_t n) noexcept;
+
 // True when the kernel was compiled with -march=native (EDGEFUSE_NATIVE=ON).
 bool native_build() noexcept;
 

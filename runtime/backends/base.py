@@ -313,6 +313,14 @@ class Backend:
                 f"{self.name} failed to run {self._path}: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def _execute1(self, in_name: str, x: np.ndarray, out_name: str) -> np.ndarray:
+        """:meth:`_execute` for one input and one output, returning the output array.
+
+        The split session's hot path. A backend may override it with a path that builds no dicts (its
+        state and error handling as in :meth:`_execute`); the default delegates to :meth:`_execute`.
+        """
+        return self._execute({in_name: x})[out_name]
+
     def io_spec(self) -> IOSpec:
         """The inputs and outputs of the loaded graph as the backend reports them.
 

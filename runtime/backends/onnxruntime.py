@@ -85,6 +85,21 @@ class OnnxRuntimeBackend(Backend):
                 f"({sorted(self._input_names)}); re-export the artifact"
             )
 
+    def _execute1(self, in_name: str, x: np.ndarray, out_name: str) -> np.ndarray:
+        if (
+            self._fast_run is None
+            or self._feed_names != (in_name,)
+            or self._output_names != [out_name]
+            or self._state != "loaded"
+        ):
+            return super()._execute1(in_name, x, out_name)
+        try:
+            return self._fast_run(self._output_names, {in_name: x}, None)[0]
+        except Exception as exc:
+            raise BackendError(
+                f"{self.name} failed to run {self._path}: {type(exc).__name__}: {exc}"
+            ) from exc
+
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {n: feeds[n] for n in self._feed_names}
         if self._fast_run is not None:

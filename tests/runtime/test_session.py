@@ -88,13 +88,13 @@ def test_mask_with_none_column_and_all_true_mask(x86, torch_model, rt) -> None: 
 def _count_runs(session, graph: str) -> list[int]:  # type: ignore[no-untyped-def]
     backend = session.graph_backend(graph)
     calls = [0]
-    original = backend._run
+    original = backend._execute1  # the split session's only way into a backend
 
-    def counting(feeds):  # type: ignore[no-untyped-def]
+    def counting(in_name, x, out_name):  # type: ignore[no-untyped-def]
         calls[0] += 1
-        return original(feeds)
+        return original(in_name, x, out_name)
 
-    backend._run = counting
+    backend._execute1 = counting
     return calls
 
 

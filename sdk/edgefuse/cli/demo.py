@@ -155,7 +155,7 @@ def _stderr_to(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stderr.flush()
     saved = os.dup(2)
-    with path.open("ab") as log:
+    with path.open("wb") as log:  # this run's output only
         os.dup2(log.fileno(), 2)
         try:
             yield

@@ -711,16 +711,15 @@ def bench_checkpoint(
     if not results:
         lines = "; ".join(f"{u['backend']}: {u['reason']}" for u in unavailable)
         raise ContractError(f"no backend of {order} could benchmark {root} here: {lines}")
-    onnx_estimates = {
-        r["pattern"]: r["estimate"]
-        for r in results
-        if r["format"] == "onnx" and r["estimate"].get("ms") is not None
-    }
+    counting = next((Path(r["artifact"]) for r in results if r["format"] == "onnx"), None)
+    if counting is None and any(r["estimate"].get("ms") is None for r in results):
+        counting = _counting_export(root, prof, base / "onnx-fp32-for-estimates", say)
     for row in results:
-        if row["estimate"].get("ms") is None and row["pattern"] in onnx_estimates:
+        if row["estimate"].get("ms") is None and counting is not None:
+            precision = "fp32" if row["format"] in ("checkpoint", "onnx") else _precision_of(row["artifact"])
             row["estimate"] = {
-                **onnx_estimates[row["pattern"]],
-                "note": "estimate counted from the ONNX export",
+                **estimate_from_onnx(counting, row["pattern"].split("+"), prof, precision),
+                "note": "estimate counted from the ONNX export of the same checkpoint",
             }
     return {
         "kind": "checkpoint",
@@ -736,6 +735,26 @@ def bench_checkpoint(
         "unavailable": unavailable,
         "definitions": dict(DEFINITIONS),
     }
+
+
+def _counting_export(ckpt: Path, prof: Any, folder: Path, say: Callable[[str], None]) -> Path | None:
+    """A split ONNX export of ``ckpt`` for ``prof`` (cached), only to count FLOPs and bytes; ``None`` if impossible."""
+    from edgefuse.errors import EdgeFuseError
+    from edgefuse.export import export_cached
+
+    say(f"exporting ONNX for {prof.id} to count FLOPs for the estimates")
+    try:
+        result, _ = export_cached(ckpt, prof, "onnx", folder)
+    except EdgeFuseError as exc:
+        _log.info("no ONNX export to count FLOPs (%s); estimates unavailable", exc)
+        return None
+    return result.folder if result.status == "ok" else None
+
+
+def _precision_of(artifact: str | Path) -> str:
+    from edgefuse.manifest import read_manifest
+
+    return str(read_manifest(artifact).data.get("precision", "fp32"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -136,6 +136,20 @@ def test_cli_bench_checkpoint_runs_torch_and_the_profiles_backends(artifact: Pat
     )
     assert manifest.stat().st_mtime_ns == before
     assert {r["backend"] for r in report["results"]} == {"torch", "onnxruntime"}
+    # without an ONNX backend in the list, an ONNX export is made (cached) only to count FLOPs
+    report = bench_checkpoint(
+        ckpt,
+        profile="google/pixel-8",
+        backends=["torch"],
+        patterns="image",
+        iters=2,
+        warmup=0,
+        rss=False,
+        cache_dir=tmp_path / "cache",
+    )
+    (row,) = report["results"]
+    assert row["estimate"]["ms"] > 0
+    assert "ONNX export" in row["estimate"]["note"]
     with pytest.raises(ContractError, match="unknown backend 'onnx'"):
         bench_checkpoint(ckpt, backends=["onnx"], iters=2, rss=False, cache_dir=tmp_path / "cache")
 

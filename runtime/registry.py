@@ -23,7 +23,7 @@ from edgefuse.runtime.errors import InputError
 
 __all__ = [
     "BACKENDS",
-    "NOT_RUNTIME_BACKENDS",
+    "BACKEND_FORMATS",
     "availability",
     "available_backends",
     "backend_class",
@@ -42,21 +42,20 @@ BACKENDS: dict[str, str] = {
     "torch": "edgefuse.runtime.backends.torch:TorchBackend",
 }
 
-#: Names that are not backends of this runtime, with the reason (none at present; kept for callers).
-NOT_RUNTIME_BACKENDS: dict[str, str] = {}
 
-_FORMATS: dict[str, str] = {
-    "onnx": "onnxruntime",
-    "tflite": "litert",
+#: The artifact format each backend runs (``torch`` runs checkpoints, which are not exported).
+BACKEND_FORMATS: dict[str, str] = {
+    "onnxruntime": "onnx",
+    "litert": "tflite",
     "coreml": "coreml",
     "tensorrt": "tensorrt",
-    "checkpoint": "torch",
+    "torch": "checkpoint",
 }
+_FORMATS: dict[str, str] = {fmt: name for name, fmt in BACKEND_FORMATS.items()}
 
 
 def _unknown(name: str) -> str:
-    known = [*BACKENDS, *NOT_RUNTIME_BACKENDS]
-    return f"unknown backend {name!r}{did_you_mean(name, known)}; known backends: {list(BACKENDS)}"
+    return f"unknown backend {name!r}{did_you_mean(name, BACKENDS)}; known backends: {list(BACKENDS)}"
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -68,7 +67,7 @@ def backend_class(name: str) -> type[Backend]:
         InputError: For a name that is not a registered backend (with the closest match).
     """
     if name not in BACKENDS:
-        raise InputError(NOT_RUNTIME_BACKENDS.get(name) or _unknown(name))
+        raise InputError(_unknown(name))
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -85,7 +84,7 @@ def availability(name: str) -> tuple[bool, str | None]:
         not a runtime backend.
     """
     if name not in BACKENDS:
-        return False, NOT_RUNTIME_BACKENDS.get(name) or _unknown(name)
+        return False, _unknown(name)
     reason = backend_class(name).unavailable_reason()
     return reason is None, reason
 
@@ -105,7 +104,7 @@ def choose_with_reasons(
     skipped: list[tuple[str, str]] = []
     for name in names:
         if name not in BACKENDS:
-            skipped.append((name, NOT_RUNTIME_BACKENDS.get(name) or _unknown(name)))
+            skipped.append((name, _unknown(name)))
             continue
         cls = backend_class(name)
         reason = cls.unavailable_reason()

@@ -34,7 +34,7 @@ from edgefuse.errors import EdgeFuseError, ProfileError, did_you_mean
 from edgefuse.manifest import ArtifactIntegrityError, Manifest, ManifestError, read_manifest, sha256_file
 from edgefuse.runtime.backends.base import Backend
 from edgefuse.runtime.errors import BackendStateError, InputError, VerificationError
-from edgefuse.runtime.registry import BACKENDS, NOT_RUNTIME_BACKENDS, choose_with_reasons
+from edgefuse.runtime.registry import BACKENDS, choose_with_reasons
 
 __all__ = ["Prediction", "ReferenceCheck", "Session", "VerifyReport", "load"]
 
@@ -243,7 +243,7 @@ class Session:
         if backend is not None:
             order = [backend] if isinstance(backend, str) else list(backend)
             for name in order:
-                if not isinstance(name, str) or (name not in BACKENDS and name not in NOT_RUNTIME_BACKENDS):
+                if not isinstance(name, str) or name not in BACKENDS:
                     raise InputError(
                         f"unknown backend {name!r}{did_you_mean(str(name), BACKENDS)}; "
                         f"allowed: {list(BACKENDS)}"

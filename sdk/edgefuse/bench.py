@@ -441,17 +441,24 @@ def estimate_from_onnx(
     missing = [m for m in pattern if m not in specs]
     if missing:
         raise ContractError(f"{onnx_artifact} has no encoder for {missing}; it has {sorted(specs)}")
-    graphs = manifest.data["graphs"]
     names = [str(specs[m].get("graph", f"encoder_{m}")) for m in pattern] + ["head"]
-    cost = GraphCost(0, 0)
+    dim = int(manifest.data["fusion"].get("dim") or 0)
+    fusion = GraphCost(4 * dim * len(pattern), 4 * dim * (len(pattern) + 1))  # the C++ kernel
+    return _estimate(manifest, names, fusion, profile, precision)
+
+
+def _estimate(
+    manifest: Any, names: Sequence[str], extra: GraphCost, profile: Any, precision: str
+) -> dict[str, Any]:
+    """Roofline estimate of running the ONNX graphs ``names`` of an artifact (plus ``extra``) on ``profile``."""
+    graphs = manifest.data["graphs"]
+    cost = extra
     for g in names:
         cost = cost + count_onnx(Path(manifest.root) / graphs[g]["files"][0])
-    dim = int(manifest.data["fusion"].get("dim") or 0)
-    cost = cost + GraphCost(4 * dim * len(pattern), 4 * dim * (len(pattern) + 1))  # the fusion kernel
     nbytes = cost.bytes // 2 if precision == "fp16" else cost.bytes
     peak = profile.compute.peak(precision)
     est = roofline_estimate(cost.flops, nbytes, peak, profile.compute.memory_bandwidth_gbs)
-    est.update({"profile": str(profile.id), "precision": precision, "graphs": names})
+    est.update({"profile": str(profile.id), "precision": precision, "graphs": list(names)})
     if peak is None:
         est["note"] = f"profile {profile.id!r} gives no peak compute for {precision}; memory-bound time only"
     if cost.unknown_ops:
@@ -471,18 +478,8 @@ def _artifact_estimate(session: Any, pattern: tuple[str, ...], profile: Any) -> 
     if profile is None:
         return {"kind": "estimate", "ms": None, "note": "estimate unavailable (no known device profile)"}
     precision = str(manifest.data.get("precision", "fp32"))
-    if manifest.layout == "monolithic":
-        names = list(session.loaded_graphs)
-        graphs = manifest.data["graphs"]
-        cost = GraphCost(0, 0)
-        for g in names:
-            cost = cost + count_onnx(Path(manifest.root) / graphs[g]["files"][0])
-        peak = profile.compute.peak(precision)
-        est = roofline_estimate(cost.flops, cost.bytes, peak, profile.compute.memory_bandwidth_gbs)
-        est.update({"profile": str(profile.id), "precision": precision, "graphs": names})
-        if cost.unknown_ops:
-            est["unknown_ops"] = list(cost.unknown_ops)
-        return est
+    if manifest.layout == "monolithic":  # every encoder runs (absent ones on zeros)
+        return _estimate(manifest, list(session.loaded_graphs), GraphCost(0, 0), profile, precision)
     return estimate_from_onnx(manifest.root, pattern, profile, precision)
 
 
@@ -610,15 +607,6 @@ def bench_artifact(
     }
 
 
-#: The artifact format each runtime backend runs.
-BACKEND_FORMATS: dict[str, str] = {
-    "onnxruntime": "onnx",
-    "litert": "tflite",
-    "coreml": "coreml",
-    "tensorrt": "tensorrt",
-}
-
-
 def bench_checkpoint(
     checkpoint: str | Path,
     *,
@@ -664,7 +652,7 @@ def bench_checkpoint(
     from edgefuse.cache import cache_root
     from edgefuse.checkpoint import read_checkpoint_info
     from edgefuse.profiles import get_profile
-    from edgefuse.runtime.registry import BACKENDS, availability
+    from edgefuse.runtime.registry import BACKEND_FORMATS, BACKENDS, availability
 
     _check_counts(warmup, iters)
     say = progress or (lambda _msg: None)

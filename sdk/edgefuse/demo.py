@@ -42,8 +42,6 @@ _log = logging.getLogger(__name__)
 
 #: Interventions the demo trains as candidates for "the best intervention".
 CANDIDATES = ("moddrop", "masd")
-#: The artifact format each runtime backend runs (torch runs checkpoints: not exported).
-BACKEND_FORMATS = {"onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml", "tensorrt": "tensorrt"}
 #: Precisions each export format implements.
 FORMAT_PRECISIONS = {
     "onnx": ("fp32",),
@@ -288,7 +286,7 @@ def _export_all(
     rows = []
     test = data.split("test")
     for prof in profiles:
-        formats = list(dict.fromkeys(BACKEND_FORMATS[b] for b in prof.backends if b in BACKEND_FORMATS))
+        formats = list(dict.fromkeys(_exported_format(b) for b in prof.backends if _exported_format(b)))
         for fmt in formats:
             precision, note = _precision_for(fmt, prof)
             folder = root / "export" / prof.id / f"{fmt}-{precision}"
@@ -341,6 +339,14 @@ def _export_all(
     return rows
 
 
+def _exported_format(backend: str) -> str | None:
+    """The artifact format a backend runs, or ``None`` for torch (it runs checkpoints, nothing exported)."""
+    from edgefuse.runtime.registry import BACKEND_FORMATS
+
+    fmt = BACKEND_FORMATS.get(backend)
+    return None if fmt in (None, "checkpoint") else fmt
+
+
 def _folder_graph_bytes(folder: Path | None) -> int | None:
     if folder is None or not (folder / "manifest.json").is_file():
         return None
@@ -356,7 +362,7 @@ def _runnable(
 
     reasons = []
     for backend in prof.backends:
-        fmt = BACKEND_FORMATS.get(backend)
+        fmt = _exported_format(backend)
         if fmt is None:
             reasons.append(f"{backend}: runs checkpoints, not device artifacts")
             continue

@@ -71,37 +71,29 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.cache_dir is not None and not is_checkpoint(target):
         raise ContractError("--cache-dir applies to checkpoints (where their exports are cached)")
-    if is_checkpoint(target):
+    if target.is_dir():
+        checkpoint = is_checkpoint(target)
         if args.threads is not None:
-            raise ContractError(
-                "--threads applies to plain model files; checkpoints use the profile's threads"
+            kind = "checkpoints" if checkpoint else "artifacts"
+            raise ContractError(f"--threads applies to plain model files; {kind} use the profile's threads")
+        common: dict[str, Any] = {
+            "profile": args.profile,
+            "backends": [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None,
+            "patterns": args.patterns,
+            "warmup": args.warmup,
+            "iters": args.iters,
+            "rss": not args.no_rss,
+        }
+        if checkpoint:
+            console_err = Console(stderr=True)
+            report = bench_checkpoint(
+                target,
+                **common,
+                cache_dir=args.cache_dir,
+                progress=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False),
             )
-        backends = [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None
-        console_err = Console(stderr=True)
-        report = bench_checkpoint(
-            target,
-            profile=args.profile,
-            backends=backends,
-            patterns=args.patterns,
-            warmup=args.warmup,
-            iters=args.iters,
-            rss=not args.no_rss,
-            cache_dir=args.cache_dir,
-            progress=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False),
-        )
-    elif target.is_dir():
-        if args.threads is not None:
-            raise ContractError("--threads applies to plain model files; artifacts use the profile's threads")
-        backends = [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None
-        report = bench_artifact(
-            target,
-            profile=args.profile,
-            backends=backends,
-            patterns=args.patterns,
-            warmup=args.warmup,
-            iters=args.iters,
-            rss=not args.no_rss,
-        )
+        else:
+            report = bench_artifact(target, **common)
     else:
         if args.patterns:
             raise ContractError(

@@ -88,3 +88,31 @@ def make_toy_dataset(
 def toy_dataset():  # type: ignore[no-untyped-def]
     """Three-modality toy dataset (session-scoped, read-only)."""
     return make_toy_dataset()
+
+
+# A meta-path finder that makes `import torch` (and the converters) fail, as on a device without them.
+_BLOCK_HEAVY = (
+    "import sys\n"
+    "class _Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in {'torch', 'onnx', 'coremltools', 'ai_edge_litert', 'tensorrt'}:\n"
+    "            raise ImportError(f'blocked for the test: {name}')\n"
+    "sys.meta_path.insert(0, _Block())\n"
+)
+
+
+@pytest.fixture(scope="session")
+def run_without_torch():  # type: ignore[no-untyped-def]
+    """``run(code) -> CompletedProcess``: Python ``code`` in a fresh interpreter without torch.
+
+    torch, onnx, coremltools, ai_edge_litert and tensorrt cannot be imported there; stdout and stderr
+    are captured as text.
+    """
+    import subprocess
+
+    def run(code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _BLOCK_HEAVY + code], capture_output=True, text=True, timeout=120
+        )
+
+    return run

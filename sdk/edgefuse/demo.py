@@ -185,7 +185,6 @@ def _train_all(data: Any, cfg: DemoConfig, root: Path, fingerprint: str, steps: 
                         raise CheckpointError(f"{label}: fingerprint differs")
                 grid = GridResult.from_dict(json.loads(grid_json.read_text()))
                 steps.say("reusing the trained models and the robustness grid (same data and recipe)")
-                steps.advance("train")
                 return {**state, "grid": grid, "reused": True}
         except (OSError, ValueError, KeyError, CheckpointError, ContractError) as exc:
             _log.info("cached models not reusable (%s); training again", exc)
@@ -216,7 +215,6 @@ def _train_all(data: Any, cfg: DemoConfig, root: Path, fingerprint: str, steps: 
         include_specialists=True,
         on_model=on_model,
     )
-    steps.timed("train", t0)
     # Selection on the validation split only: mean accuracy over every presence pattern.
     val = evaluate_grid({(k, full, cfg.seed): m for k, m in kept.items()}, data, split="val")
     val_scores = {label: val.scores[(label, full, cfg.seed)] for label in kept}
@@ -450,7 +448,6 @@ def _accuracy(
 
 #: The profile whose split ONNX export (every modality) is used to count FLOPs and bytes for estimates.
 COUNTING_PROFILE = "generic/x86-64"
-COUNTED_MODALITIES = FULL
 
 
 def _bench(
@@ -476,7 +473,7 @@ def _bench(
                 from edgefuse.robustness import subsets
 
                 precision = next((e["precision"] for e in exports if e["profile"] == prof.id), "fp32")
-                kept = [m for m in COUNTED_MODALITIES if prof.has_modality(m)]
+                kept = [m for m in FULL if prof.has_modality(m)]
                 estimates = {
                     "+".join(t): estimate_from_onnx(counting.folder, t, prof, precision)
                     for t in subsets(kept)
@@ -603,7 +600,7 @@ def run_demo(
     grid = trained["grid"]
     best = trained["checkpoints"]["best"]
     baseline = trained["checkpoints"]["baseline"]
-    steps.seconds["train"] = round(time.perf_counter() - t0, 2)
+    steps.timed("train", t0)
     grid_dict = grid.to_dict()
 
     t0 = time.perf_counter()

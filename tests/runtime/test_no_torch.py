@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
-# A meta-path finder that makes `import torch` fail, as on a device without torch (as tests/sdk/test_import.py).
-BLOCK_TORCH = (
-    "import sys\n"
-    "class _Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in {'torch', 'onnx', 'coremltools', 'ai_edge_litert', 'tensorrt'}:\n"
-    "            raise ImportError(f'blocked for the test: {name}')\n"
-    "sys.meta_path.insert(0, _Block())\n"
-)
-
-
-def test_load_predict_verify_without_torch(x86_split, speaker_split) -> None:  # type: ignore[no-untyped-def]
-    code = BLOCK_TORCH + (
+def test_load_predict_verify_without_torch(x86_split, speaker_split, run_without_torch) -> None:  # type: ignore[no-untyped-def]
+    code = (
         "import numpy as np\n"
         "import edgefuse\n"
         "import edgefuse.runtime as rt\n"
@@ -41,13 +28,13 @@ def test_load_predict_verify_without_torch(x86_split, speaker_split) -> None:  #
         "                or m.startswith('edgefuse.export'))\n"
         "print('loaded:', loaded)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = run_without_torch(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "loaded: []"
 
 
-def test_without_torch_a_checkpoint_names_the_extra(reference_checkpoint) -> None:  # type: ignore[no-untyped-def]
-    code = BLOCK_TORCH + (
+def test_without_torch_a_checkpoint_names_the_extra(reference_checkpoint, run_without_torch) -> None:  # type: ignore[no-untyped-def]
+    code = (
         "import edgefuse.runtime as rt\n"
         "from edgefuse.errors import BackendUnavailableError\n"
         "ok, reason = rt.availability('torch')\n"
@@ -59,5 +46,5 @@ def test_without_torch_a_checkpoint_names_the_extra(reference_checkpoint) -> Non
         "else:\n"
         "    raise SystemExit('a checkpoint loaded without torch')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = run_without_torch(code)
     assert result.returncode == 0, result.stderr

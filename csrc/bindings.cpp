@@ -1,10 +1,16 @@
 // Thin pybind11 layer over fusion.cpp: validates every argument, raises ValueError/TypeError with a
 // message naming the argument and the expected shape, then runs the kernel without the GIL.
+// eps and threads are taken as Python objects and converted here, so a str, a bool or an int beyond C's
+// range gets an EdgeFuse error naming the argument, never pybind's "incompatible function arguments".
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <iomanip>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -20,7 +26,9 @@ namespace {
 constexpr int kNpyBool = 0;
 constexpr int kNpyUint8 = 2;
 constexpr int kNpyFloat32 = 11;
-constexpr std::int64_t kMaxModalities = 64;
+constexpr int kNpyAligned = 0x0100;  // NPY_ARRAY_ALIGNED
+using edgefuse::kMaxModalities;
+using edgefuse::kMaxThreads;
 
 std::string shape_str(const py::array& a) {
   std::ostringstream s;
@@ -43,13 +51,137 @@ struct InputError : std::runtime_error {
 struct InputTypeError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// Raised as edgefuse.errors.FusionResourceError (a RuntimeError): the input was fine, the process could
+// not give the kernel what it needed (worker threads).
+struct ResourceError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 [[noreturn]] void fail(const std::string& msg) { throw InputError(msg); }
+
+std::string type_name(py::handle obj) {
+  return py::str(py::type::of(obj).attr("__qualname__")).cast<std::string>();
+}
+
+// repr() of a value the user gave, for an error message: never raises (a hostile __repr__, an int too
+// long to print) and never floods the message.
+std::string safe_repr(py::handle obj) {
+  std::string r;
+  try {
+    r = py::repr(obj).cast<std::string>();
+  } catch (const py::error_already_set&) {
+    r = "<unprintable>";
+  }
+  if (r.size() > 60) r = r.substr(0, 57) + "...";
+  return r;
+}
+
+// "type repr", e.g. "str '1e-5'".
+std::string describe(py::handle obj) { return type_name(obj) + " " + safe_repr(obj); }
+
+// Shortest decimal that gives back the same float32 (e.g. 1e-40, 3e+38), for values in float range.
+std::string fmt_float(float f) {
+  for (int prec = 1; prec <= 9; ++prec) {
+    std::ostringstream t;
+    t << std::setprecision(prec) << f;
+    if (std::strtof(t.str().c_str(), nullptr) == f) return t.str();
+  }
+  std::ostringstream t;
+  t << std::setprecision(9) << f;
+  return t.str();
+}
+
+bool is_bool_like(py::handle obj) {
+  if (PyBool_Check(obj.ptr())) return true;
+  const std::string tp = Py_TYPE(obj.ptr())->tp_name;
+  return tp == "numpy.bool" || tp == "numpy.bool_";
+}
+
+// eps: a real number (float, int, NumPy scalar) whose float32 value is finite and normal, i.e. in
+// [FLT_MIN, FLT_MAX]; that float32 value is the one the kernel adds to the variance.
+float parse_eps(py::handle obj) {
+  double v;
+  if (PyFloat_CheckExact(obj.ptr())) {
+    v = PyFloat_AS_DOUBLE(obj.ptr());  // the common case: no call into Python
+  } else {
+    const char* want = "eps must be a float > 0 (default 1e-5); got ";
+    if (is_bool_like(obj) || PyUnicode_Check(obj.ptr()) || PyBytes_Check(obj.ptr()) || obj.is_none() ||
+        (py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() != 0) ||
+        !PyNumber_Check(obj.ptr())) {
+      std::string hint = PyUnicode_Check(obj.ptr()) ? " (convert it with float(...))" : "";
+      throw InputTypeError(want + describe(obj) + hint);
+    }
+    v = PyFloat_AsDouble(obj.ptr());
+    if (v == -1.0 && PyErr_Occurred()) {
+      const bool overflow = PyErr_ExceptionMatches(PyExc_OverflowError);
+      PyErr_Clear();
+      if (overflow) {
+        fail("eps = " + safe_repr(obj) + " is too large; eps must be in [1.1754944e-38, 3.4028235e+38]");
+      }
+      throw InputTypeError(want + describe(obj));
+    }
+  }
+  if (!(std::isfinite(v) && v > 0.0)) {
+    std::ostringstream s;
+    s << "eps = " << v << "; eps must be finite and > 0 (default 1e-5)";
+    fail(s.str());
+  }
+  if (v > FLT_MAX) {
+    std::ostringstream s;
+    s << std::setprecision(9) << v;
+    fail("eps = " + s.str() + " becomes inf in float32 (the kernel computes in float32); eps must be "
+         "<= 3.4028235e+38 (typical: 1e-5)");
+  }
+  const float f = static_cast<float>(v);
+  if (!(f >= FLT_MIN)) {
+    std::ostringstream s;
+    s << "eps = " << std::setprecision(9) << v << " becomes "
+      << (f == 0.0f ? "0" : "a denormal " + fmt_float(f))
+      << " in float32 (the kernel computes in float32); eps must be >= 1.1754944e-38 (float32's "
+         "smallest normal; typical: 1e-5)";
+    fail(s.str());
+  }
+  return f;
+}
+
+// threads: an int (Python or NumPy integer, not bool) in [1, kMaxThreads].
+std::string threads_range() { return "[1, " + std::to_string(kMaxThreads) + "]"; }
+
+std::int64_t parse_threads(py::handle obj) {
+  long long v;
+  int overflow = 0;
+  if (PyLong_CheckExact(obj.ptr())) {
+    v = PyLong_AsLongLongAndOverflow(obj.ptr(), &overflow);  // the common case: no call into Python
+  } else {
+    if (is_bool_like(obj) || !PyIndex_Check(obj.ptr())) {
+      throw InputTypeError("threads must be an int in " + threads_range() +
+                           " (1 = the calling thread only); got " + describe(obj));
+    }
+    py::object idx = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
+    if (!idx) {
+      PyErr_Clear();
+      throw InputTypeError("threads must be an int in " + threads_range() + "; got " + describe(obj));
+    }
+    v = PyLong_AsLongLongAndOverflow(idx.ptr(), &overflow);
+  }
+  if (v == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    overflow = 1;
+  }
+  if (overflow || v < 1 || v > kMaxThreads) {
+    const std::string given = overflow ? safe_repr(obj) : std::to_string(v);
+    fail("threads = " + given + "; threads must be an int in " + threads_range() +
+         " (edgefuse._fusion.MAX_THREADS = " + std::to_string(kMaxThreads) +
+         "; the rows are also split over at most B threads). Use threads=1 for small batches, up to the "
+         "number of CPU cores for large ones");
+  }
+  return static_cast<std::int64_t>(v);
+}
 
 // Returns the argument as an ndarray or throws TypeError naming it.
 py::array as_array(py::handle obj, const std::string& name, const std::string& expected) {
   if (!py::isinstance<py::array>(obj)) {
-    std::string tname = py::str(py::type::of(obj).attr("__qualname__")).cast<std::string>();
+    std::string tname = type_name(obj);
     std::string hint;
     if (tname == "Tensor") hint = " (for a torch.Tensor use .detach().cpu().numpy())";
     throw InputTypeError(name + " must be a numpy.ndarray " + expected + "; got " + tname + hint);
@@ -60,6 +192,11 @@ py::array as_array(py::handle obj, const std::string& name, const std::string& e
 void require_float32(const py::array& a, const std::string& name) {
   if (a.dtype().num() != kNpyFloat32) {
     fail(name + " has dtype " + dtype_str(a) + "; expected float32 (convert with .astype(np.float32))");
+  }
+  // A float32 view at an odd byte offset (np.frombuffer(buf, np.float32, offset=1)) cannot be read as
+  // float*; NumPy says so in the ALIGNED flag.
+  if (!(a.flags() & kNpyAligned)) {
+    fail(name + " is not aligned to 4 bytes (a view at an odd byte offset); pass " + name + ".copy()");
   }
 }
 
@@ -79,8 +216,9 @@ std::int64_t row_stride_elems(const py::array& a, const std::string& name, int r
   return static_cast<std::int64_t>(rs / static_cast<py::ssize_t>(sizeof(float)));
 }
 
-const float* vector_param(py::handle obj, const char* name, std::int64_t n, const char* what) {
-  if (obj.is_none()) return nullptr;
+// None, or the validated (n,) float32 array (returned as py::object: a py::array cannot be null).
+py::object vector_param(py::handle obj, const char* name, std::int64_t n, const char* what) {
+  if (obj.is_none()) return py::none();
   const std::string sname(name);
   const std::string expected = "of float32 with shape (" + std::to_string(n) + ",) (" + what + ")";
   py::array a = as_array(obj, sname, expected);
@@ -91,7 +229,19 @@ const float* vector_param(py::handle obj, const char* name, std::int64_t n, cons
   if (n > 1 && a.strides(0) != static_cast<py::ssize_t>(sizeof(float))) {
     fail(sname + " is not contiguous; pass np.ascontiguousarray(" + sname + ")");
   }
-  return static_cast<const float*>(a.data());
+  return a;
+}
+
+// gamma/beta: every value finite, else the first bad index is named.
+void require_finite(const py::array& a, const char* name) {
+  const auto* data = static_cast<const float*>(a.data());
+  const std::int64_t bad = edgefuse::first_nonfinite(data, static_cast<std::int64_t>(a.size()));
+  if (bad >= 0) {
+    std::ostringstream s;
+    s << name << "[" << bad << "] = " << data[bad] << "; " << name
+      << " must be finite (NaN or Inf there would reach every output row); fix the checkpoint or pass None";
+    fail(s.str());
+  }
 }
 
 struct Range {
@@ -99,30 +249,39 @@ struct Range {
   const char* hi;
 };
 
+// The bytes [lo, hi) an array can touch, for any strides (negative ones included: a[::-1] starts at its
+// highest address). Conservative: the holes of a strided view count as touched.
 Range byte_range(const py::array& a) {
-  // Conservative extent of an array with non-negative strides.
   const char* base = static_cast<const char*>(a.data());
-  py::ssize_t last = 0;
+  py::ssize_t lo = 0, hi = 0;
   for (py::ssize_t i = 0; i < a.ndim(); ++i) {
     if (a.shape(i) == 0) return {base, base};
-    last += (a.shape(i) - 1) * a.strides(i);
+    const py::ssize_t span = (a.shape(i) - 1) * a.strides(i);
+    (span < 0 ? lo : hi) += span;
   }
-  return {base, base + last + static_cast<py::ssize_t>(a.itemsize())};
+  return {base + lo, base + hi + static_cast<py::ssize_t>(a.itemsize())};
 }
 
 bool overlaps(Range x, Range y) { return x.lo < y.hi && y.lo < x.hi; }
+
+// An array the kernel reads, with its argument name for the aliasing message.
+struct Input {
+  py::array arr;
+  const char* name;
+  std::int64_t index;  // embeddings[index], or -1
+};
 
 struct Prepared {
   edgefuse::FusionArgs args;
   std::vector<const float*> ptrs;
   std::vector<std::int64_t> strides;
-  std::vector<py::array> keep;  // the arrays whose data the kernel reads
+  std::vector<Input> keep;  // the arrays whose data the kernel reads
   py::array_t<float> out;
-  bool has_beta = false;
+  std::int64_t threads = 1;
 };
 
 Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py::handle gamma,
-                 py::handle beta, double eps, py::handle out, int threads) {
+                 py::handle beta, py::handle eps, py::handle out, py::handle threads) {
   Prepared p;
   std::int64_t B = -1, M = 0, D = -1;
 
@@ -149,10 +308,11 @@ Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py:
       p.ptrs.push_back(base + m * ms);
       p.strides.push_back(rs);
     }
-    p.keep.push_back(e);
+    p.keep.push_back({e, "embeddings", -1});
   } else if (py::isinstance<py::sequence>(embeddings) && !py::isinstance<py::str>(embeddings)) {
     py::sequence seq = py::reinterpret_borrow<py::sequence>(embeddings);
     M = static_cast<std::int64_t>(py::len(seq));
+    p.keep.reserve(static_cast<std::size_t>(M) + 4);
     if (M == 0) fail("embeddings is empty; pass a list of M >= 1 arrays of shape (B, D) (None for an absent modality)");
     if (M > kMaxModalities) fail("embeddings has " + std::to_string(M) + " modalities; at most 64 are supported");
     for (std::int64_t m = 0; m < M; ++m) {
@@ -175,10 +335,10 @@ Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py:
       }
       p.strides.push_back(row_stride_elems(a, name, 0, 1));
       p.ptrs.push_back(static_cast<const float*>(a.data()));
-      p.keep.push_back(a);
+      p.keep.push_back({a, "embeddings", m});
     }
   } else {
-    std::string tname = py::str(py::type::of(embeddings).attr("__qualname__")).cast<std::string>();
+    std::string tname = type_name(embeddings);
     throw InputTypeError("embeddings must be a list of M float32 arrays of shape (B, D) (None = absent) or one "
                          "float32 array of shape (B, M, D); got " + tname);
   }
@@ -218,7 +378,7 @@ Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py:
     p.args.mask = mp;
     p.args.mask_stride_b = sb;
     p.args.mask_stride_m = sm;
-    p.keep.push_back(mask_arr);
+    p.keep.push_back({mask_arr, "mask", -1});
   }
   if (B < 0) {
     fail("every entry of embeddings is None and no mask was given, so the batch size is unknown; pass a mask "
@@ -242,24 +402,47 @@ Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py:
     }
   }
   if (!weights.is_none()) {
-    const float* w = vector_param(weights, "weights", M, "one fusion weight per modality");
-    py::array wa = py::reinterpret_borrow<py::array>(weights);
+    py::array wa = py::reinterpret_borrow<py::array>(
+        vector_param(weights, "weights", M, "one fusion weight per modality"));
+    const auto* w = static_cast<const float*>(wa.data());
+    float total = 0.0f;  // in the kernel's order: every per-row subset sum is <= this one
     for (std::int64_t m = 0; m < M; ++m) {
       if (!(std::isfinite(w[m]) && w[m] > 0.0f)) {
         std::ostringstream s;
         s << "weights[" << m << "] = " << w[m] << "; fusion weights must be finite and > 0";
         fail(s.str());
       }
+      if (w[m] < FLT_MIN) {
+        fail("weights[" + std::to_string(m) + "] = " + fmt_float(w[m]) +
+             " is denormal in float32; fusion weights must be >= 1.1754944e-38 (float32's smallest "
+             "normal). Only ratios matter: rescale all weights (e.g. w / w.max())");
+      }
+      total += w[m];
+    }
+    if (!std::isfinite(total)) {
+      fail("weights sum to inf in float32 (largest " + fmt_float(*std::max_element(w, w + M)) +
+           "); the sum of all fusion weights must be <= 3.4028235e+38. Only ratios matter: rescale all "
+           "weights (e.g. w / w.sum())");
     }
     p.args.weights = w;
-    p.keep.push_back(wa);
+    p.keep.push_back({wa, "weights", -1});
   }
-  p.args.gamma = vector_param(gamma, "gamma", D, "LayerNorm scale");
-  p.args.beta = vector_param(beta, "beta", D, "LayerNorm shift");
-  if (!(std::isfinite(eps) && eps > 0.0)) {
-    fail("eps = " + std::to_string(eps) + "; eps must be finite and > 0 (default 1e-5)");
+  py::object go = vector_param(gamma, "gamma", D, "LayerNorm scale");
+  py::object bo = vector_param(beta, "beta", D, "LayerNorm shift");
+  if (!go.is_none()) {
+    py::array ga = py::reinterpret_borrow<py::array>(go);
+    require_finite(ga, "gamma");
+    p.args.gamma = static_cast<const float*>(ga.data());
+    p.keep.push_back({ga, "gamma", -1});
   }
-  if (threads < 1) fail("threads = " + std::to_string(threads) + "; threads must be >= 1");
+  if (!bo.is_none()) {
+    py::array ba = py::reinterpret_borrow<py::array>(bo);
+    require_finite(ba, "beta");
+    p.args.beta = static_cast<const float*>(ba.data());
+    p.keep.push_back({ba, "beta", -1});
+  }
+  const float eps32 = parse_eps(eps);
+  p.threads = parse_threads(threads);
 
   // --- output -------------------------------------------------------------------------------------
   if (out.is_none()) {
@@ -274,8 +457,13 @@ Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py:
     if (!o.writeable()) fail("out is read-only; pass a writeable array");
     if (!(o.flags() & py::array::c_style)) fail("out must be C-contiguous; pass np.empty((B, D), np.float32)");
     const Range ro = byte_range(o);
-    for (const py::array& k : p.keep) {
-      if (overlaps(ro, byte_range(k))) fail("out overlaps an input array; pass a separate output buffer");
+    for (const Input& k : p.keep) {
+      if (overlaps(ro, byte_range(k.arr))) {
+        const std::string name =
+            k.index >= 0 ? std::string(k.name) + "[" + std::to_string(k.index) + "]" : std::string(k.name);
+        fail("out overlaps an input array (" + name + "): the kernel would overwrite data it still reads; "
+             "pass a separate output buffer, e.g. out=np.empty((B, D), np.float32)");
+      }
     }
     p.out = py::reinterpret_borrow<py::array_t<float>>(o);
   }
@@ -286,31 +474,38 @@ Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py:
   a.dim = D;
   a.emb = p.ptrs.data();
   a.emb_row_stride = p.strides.data();
-  a.eps = static_cast<float>(eps);
+  a.eps = eps32;
   a.out = p.out.mutable_data();
   a.out_row_stride = D;
   return p;
 }
 
-py::array_t<float> fuse_py(py::handle embeddings, py::handle mask, py::handle weights, py::handle gamma,
-                           py::handle beta, double eps, py::handle out, int threads) {
-  Prepared p = prepare(embeddings, mask, weights, gamma, beta, eps, out, threads);
-  {
+// Runs the kernel without the GIL; a worker thread that cannot start becomes FusionResourceError.
+void run(const Prepared& p) {
+  try {
     py::gil_scoped_release release;
-    edgefuse::fuse(p.args, threads);
+    edgefuse::fuse(p.args, p.threads);
+  } catch (const edgefuse::ThreadStartError& e) {
+    throw ResourceError("threads = " + std::to_string(p.threads) + ": " + e.what() +
+                        "; the process is out of memory for thread stacks or out of its thread quota "
+                        "(ulimit -u / -v); the output was not computed (an out= buffer holds partial rows). "
+                        "Retry with fewer threads (threads=1 starts none) or raise the limit");
   }
+}
+
+py::array_t<float> fuse_py(py::handle embeddings, py::handle mask, py::handle weights, py::handle gamma,
+                           py::handle beta, py::handle eps, py::handle out, py::handle threads) {
+  Prepared p = prepare(embeddings, mask, weights, gamma, beta, eps, out, threads);
+  run(p);
   return p.out;
 }
 
 py::tuple fuse_with_counts_py(py::handle embeddings, py::handle mask, py::handle weights, py::handle gamma,
-                              py::handle beta, double eps, py::handle out, int threads) {
+                              py::handle beta, py::handle eps, py::handle out, py::handle threads) {
   Prepared p = prepare(embeddings, mask, weights, gamma, beta, eps, out, threads);
   py::array_t<std::int32_t> counts(static_cast<py::ssize_t>(p.args.batch));
   p.args.counts = counts.mutable_data();
-  {
-    py::gil_scoped_release release;
-    edgefuse::fuse(p.args, threads);
-  }
+  run(p);
   return py::make_tuple(p.out, counts);
 }
 
@@ -333,11 +528,14 @@ bool all_finite_py(py::handle array) {
 
 PYBIND11_MODULE(_fusion, m) {
   // The exception classes come from the one error hierarchy (edgefuse.errors, pure Python, light).
-  static py::handle input_error, type_error;
+  static py::handle input_error, type_error, resource_error;
   {
     py::module_ errors = py::module_::import("edgefuse.errors");
     input_error = py::object(errors.attr("FusionInputError")).release();
     type_error = py::object(errors.attr("FusionTypeError")).release();
+    resource_error = py::hasattr(errors, "FusionResourceError")
+                         ? py::object(errors.attr("FusionResourceError")).release()
+                         : py::handle(PyExc_RuntimeError);
   }
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -346,6 +544,8 @@ PYBIND11_MODULE(_fusion, m) {
       PyErr_SetString(type_error.ptr(), e.what());
     } catch (const InputError& e) {
       PyErr_SetString(input_error.ptr(), e.what());
+    } catch (const ResourceError& e) {
+      PyErr_SetString(resource_error.ptr(), e.what());
     }
   });
 
@@ -357,32 +557,45 @@ PYBIND11_MODULE(_fusion, m) {
 
 Args:
     embeddings: a list of M float32 arrays of shape (B, D), None for a modality absent from the whole
-        batch (no stacking copy is made); or one float32 array of shape (B, M, D). Rows may be strided,
-        elements within a row must be contiguous.
+        batch (no stacking copy is made); or one float32 array of shape (B, M, D). M <= MAX_MODALITIES.
+        Rows may be strided (negative strides too), elements within a row must be contiguous.
     mask: optional bool or uint8 (0/1) array of shape (B, M); True = present. None = every non-None
         modality present in every row.
-    weights: optional float32 (M,), finite and > 0; renormalised over the modalities present in each row.
-    gamma, beta: optional float32 (D,) LayerNorm scale and shift.
-    eps: LayerNorm epsilon (> 0), added to the biased variance.
-    out: optional C-contiguous float32 (B, D) buffer to write into (must not overlap the inputs).
-    threads: number of threads to split the rows over (default 1).
+    weights: optional float32 (M,), each finite and >= 1.1754944e-38 (float32's smallest normal), with a
+        finite float32 sum; renormalised over the modalities present in each row (only ratios matter).
+    gamma, beta: optional float32 (D,) LayerNorm scale and shift, every value finite.
+    eps: LayerNorm epsilon added to the biased variance: a float (or int / NumPy scalar, not bool) whose
+        float32 value is finite and normal, i.e. in [1.1754944e-38, 3.4028235e+38] (1e-50 would become 0).
+    out: optional C-contiguous float32 (B, D) buffer to write into; it must not overlap any input
+        (embeddings, mask, weights, gamma, beta), whatever the strides of the inputs.
+    threads: an int (not bool) in [1, MAX_THREADS = 1024]: threads to split the rows over (default 1 =
+        the calling thread only; at most B are used).
 
 Returns:
     float32 array (B, D). A row with no modality present fuses to the zero vector, so its output is beta
     (zeros without beta); use fuse_with_counts to see which rows those are. The data of an absent
-    (row, modality) is never read: NaN or Inf there cannot reach the output.
+    (row, modality) is never read: NaN or Inf there cannot reach the output. From finite present
+    embeddings the output is never NaN, however large they are (a row whose float32 statistics would
+    overflow is recomputed in double); it is finite unless LayerNorm * gamma + beta itself exceeds
+    float32's range (only with |gamma| or |beta| near 3.4e38), where it saturates to +-Inf.
 
 Raises:
-    TypeError: an argument is not a numpy array / list.
-    ValueError: wrong dtype, rank, shape, mismatched B or D, bad mask values, non-positive weights or eps.
+    FusionTypeError (a TypeError): an argument has the wrong Python type (not a numpy array / list, a str
+        or bool eps, a float or bool threads).
+    FusionInputError (a ValueError): wrong dtype, rank, shape, alignment, mismatched B or D, bad mask
+        values, weights not normal/positive or summing to inf, NaN/Inf in gamma or beta, eps out of
+        float32's normal range, threads out of range, out overlapping an input.
+    FusionResourceError (a RuntimeError): a worker thread could not be started (out of memory for its
+        stack or of the thread quota); the output was not computed (an out= buffer may hold partial
+        rows) and the process keeps running.
 )doc";
 
   m.def("fuse", &fuse_py, fuse_doc, py::arg("embeddings"), py::arg("mask") = py::none(),
         py::arg("weights") = py::none(), py::arg("gamma") = py::none(), py::arg("beta") = py::none(),
         py::arg("eps") = 1e-5, py::kw_only(), py::arg("out") = py::none(), py::arg("threads") = 1);
   m.def("fuse_with_counts", &fuse_with_counts_py,
-        "Like fuse, and also return int32 counts (B,): the number of modalities present in each row "
-        "(0 = an all-absent row, whose output is beta or zeros).",
+        "Like fuse (same arguments, same validation and errors), and also return int32 counts (B,): the "
+        "number of modalities present in each row (0 = an all-absent row, whose output is beta or zeros).",
         py::arg("embeddings"), py::arg("mask") = py::none(), py::arg("weights") = py::none(),
         py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("eps") = 1e-5, py::kw_only(),
         py::arg("out") = py::none(), py::arg("threads") = 1);
@@ -394,4 +607,5 @@ Raises:
   m.attr("__version__") = EDGEFUSE_VERSION;
   m.attr("NATIVE_BUILD") = edgefuse::native_build();
   m.attr("MAX_MODALITIES") = kMaxModalities;
+  m.attr("MAX_THREADS") = kMaxThreads;
 }

@@ -4,14 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <string>
 #include <thread>
 #include <vector>
 
 namespace edgefuse {
 namespace {
-
-// Upper bound on the modalities a model may have; the bindings reject more.
-constexpr std::int64_t kMaxModalities = 64;
 
 inline bool is_present(const FusionArgs& a, std::int64_t b, std::int64_t m) noexcept {
   if (a.emb[m] == nullptr) return false;
@@ -19,11 +18,41 @@ inline bool is_present(const FusionArgs& a, std::int64_t b, std::int64_t m) noex
   return a.mask[b * a.mask_stride_b + m * a.mask_stride_m] != 0;
 }
 
+// Fused value of element d: the weighted sum of the n present rows, in double.
+inline double fused_wide(const float* const* rows, const float* wts, int n, std::int64_t d) noexcept {
+  double x = 0.0;
+  for (int k = 0; k < n; ++k) x += static_cast<double>(wts[k]) * static_cast<double>(rows[k][d]);
+  return x;
+}
+
+// One row recomputed from the inputs with double accumulators: taken only when the float32 statistics
+// of the row overflowed (|values| beyond ~1e19), so the fast path is unchanged. No scratch memory: the
+// fused value is recomputed in each of the three passes. (x - mean) * rstd is bounded by sqrt(D), so
+// its conversion to float is always in range.
+void fuse_row_wide(const FusionArgs& a, const float* const* rows, const float* wts, int n,
+                   float* __restrict out) noexcept {
+  const std::int64_t D = a.dim;
+  double sum = 0.0;
+  for (std::int64_t d = 0; d < D; ++d) sum += fused_wide(rows, wts, n, d);
+  const double mean = sum / static_cast<double>(D);
+  double sq = 0.0;
+  for (std::int64_t d = 0; d < D; ++d) {
+    const double c = fused_wide(rows, wts, n, d) - mean;
+    sq += c * c;
+  }
+  const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(D) + static_cast<double>(a.eps));
+  for (std::int64_t d = 0; d < D; ++d) {
+    const float v = static_cast<float>((fused_wide(rows, wts, n, d) - mean) * rstd);
+    const float g = a.gamma ? v * a.gamma[d] : v;
+    out[d] = a.beta ? g + a.beta[d] : g;
+  }
+}
+
 }  // namespace
 
 void fuse_rows(const FusionArgs& a, std::int64_t row_begin, std::int64_t row_end) noexcept {
   const std::int64_t D = a.dim;
-  const float inv_d = 1.0f / static_cast<float>(D);
+  const float inv_d = D > 0 ? 1.0f / static_cast<float>(D) : 0.0f;
   const float* __restrict gamma = a.gamma;
   const float* __restrict beta = a.beta;
 
@@ -46,8 +75,8 @@ void fuse_rows(const FusionArgs& a, std::int64_t row_begin, std::int64_t row_end
     }
     if (a.counts) a.counts[b] = n;
 
-    if (n == 0) {
-      // Fused vector is zero; LayerNorm(0) = 0, so the row is beta (or zeros).
+    if (n == 0 || D == 0) {
+      // Fused vector is zero; LayerNorm(0) = 0, so the row is beta (or zeros). (D = 0: nothing to write.)
       if (beta) {
         std::copy(beta, beta + D, out);
       } else {
@@ -56,29 +85,33 @@ void fuse_rows(const FusionArgs& a, std::int64_t row_begin, std::int64_t row_end
       continue;
     }
 
+    // Renormalise over the present modalities. A division per weight, not a reciprocal: with wsum above
+    // 2^126 the reciprocal is denormal (0 under flush-to-zero), w / wsum is in (0, 1] (wsum is finite:
+    // the float32 sum of all M weights is, and a subset sum in the same order is no larger).
+    for (int k = 0; k < n; ++k) wts[k] /= wsum;
+
     // Weighted mean, accumulated in the output row (D floats: stays in L1). Each present embedding
     // row is read exactly once from memory.
-    const float inv_wsum = 1.0f / wsum;
     {
       const float* __restrict r0 = rows[0];
-      const float w0 = wts[0] * inv_wsum;
+      const float w0 = wts[0];
       if (n == 1) {
 #pragma omp simd
         for (std::int64_t d = 0; d < D; ++d) out[d] = w0 * r0[d];
       } else {
         const float* __restrict r1 = rows[1];
-        const float w1 = wts[1] * inv_wsum;
+        const float w1 = wts[1];
         if (n == 2) {
 #pragma omp simd
           for (std::int64_t d = 0; d < D; ++d) out[d] = w0 * r0[d] + w1 * r1[d];
         } else {
           const float* __restrict r2 = rows[2];
-          const float w2 = wts[2] * inv_wsum;
+          const float w2 = wts[2];
 #pragma omp simd
           for (std::int64_t d = 0; d < D; ++d) out[d] = w0 * r0[d] + w1 * r1[d] + w2 * r2[d];
           for (int k = 3; k < n; ++k) {
             const float* __restrict rk = rows[k];
-            const float wk = wts[k] * inv_wsum;
+            const float wk = wts[k];
 #pragma omp simd
             for (std::int64_t d = 0; d < D; ++d) out[d] += wk * rk[d];
           }
@@ -97,7 +130,15 @@ void fuse_rows(const FusionArgs& a, std::int64_t row_begin, std::int64_t row_end
       const float c = out[d] - mean;
       sq += c * c;
     }
-    const float rstd = 1.0f / std::sqrt(sq * inv_d + a.eps);
+    // Overflow anywhere above (a fused value, the sum, a centred square, variance + eps) leaves the
+    // denominator Inf or NaN: redo the row in double from the inputs (never aliased by out). One
+    // well-predicted branch per row.
+    const float var_eps = sq * inv_d + a.eps;
+    if (!std::isfinite(var_eps)) {
+      fuse_row_wide(a, rows, wts, n, out);
+      continue;
+    }
+    const float rstd = 1.0f / std::sqrt(var_eps);
     if (gamma && beta) {
 #pragma omp simd
       for (std::int64_t d = 0; d < D; ++d) out[d] = (out[d] - mean) * rstd * gamma[d] + beta[d];
@@ -114,22 +155,37 @@ void fuse_rows(const FusionArgs& a, std::int64_t row_begin, std::int64_t row_end
   }
 }
 
-void fuse(const FusionArgs& a, int threads) noexcept {
+void fuse(const FusionArgs& a, std::int64_t threads_requested) {
   const std::int64_t B = a.batch;
   if (B <= 0) return;
-  threads = std::max(1, std::min<int>(threads, static_cast<int>(B)));
+  const int threads =
+      static_cast<int>(std::clamp<std::int64_t>(threads_requested, 1, std::min(B, kMaxThreads)));
   if (threads == 1) {
     fuse_rows(a, 0, B);
     return;
   }
   std::vector<std::thread> pool;
-  pool.reserve(static_cast<std::size_t>(threads - 1));
+  try {
+    pool.reserve(static_cast<std::size_t>(threads - 1));
+  } catch (const std::exception& e) {
+    throw ThreadStartError(std::string("could not allocate the list of worker threads (") + e.what() + ")", 1,
+                           threads);
+  }
   const std::int64_t chunk = (B + threads - 1) / threads;
   for (int t = 1; t < threads; ++t) {
     const std::int64_t lo = t * chunk;
     const std::int64_t hi = std::min(B, lo + chunk);
     if (lo >= hi) break;
-    pool.emplace_back([&a, lo, hi] { fuse_rows(a, lo, hi); });
+    try {
+      pool.emplace_back([&a, lo, hi] { fuse_rows(a, lo, hi); });
+    } catch (const std::exception& e) {
+      // std::system_error (EAGAIN: no memory for the stack, or the thread quota) or std::bad_alloc.
+      // A std::thread left joinable would call std::terminate: join every one that started first.
+      for (auto& th : pool) th.join();
+      throw ThreadStartError("could not start worker thread " + std::to_string(t) + " of " +
+                                 std::to_string(threads) + " (" + e.what() + ")",
+                             t, threads);
+    }
   }
   fuse_rows(a, 0, std::min(B, chunk));
   for (auto& th : pool) th.join();
@@ -152,6 +208,14 @@ bool all_finite(const float* data, std::int64_t n) noexcept {
     if (bad) return false;
   }
   return true;
+}
+
+std::int64_t first_nonfinite(const float* data, std::int64_t n) noexcept {
+  if (all_finite(data, n)) return -1;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(data[i])) return i;
+  }
+  return -1;
 }
 
 bool native_build() noexcept {

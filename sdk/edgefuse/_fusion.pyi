@@ -6,6 +6,7 @@ import numpy.typing as npt
 __version__: str
 NATIVE_BUILD: bool
 MAX_MODALITIES: int
+MAX_THREADS: int
 
 def fuse(
     embeddings: Sequence[npt.NDArray[np.float32] | None] | npt.NDArray[np.float32],

@@ -19,6 +19,7 @@ __all__ = [
     "DataError",
     "EdgeFuseError",
     "FusionInputError",
+    "FusionResourceError",
     "FusionTypeError",
     "ProfileError",
     "closest_match",
@@ -76,3 +77,10 @@ def did_you_mean(value: str, allowed: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest allowed value, or ``""`` when none is close."""
     hint = closest_match(value, allowed)
     return f" (did you mean {hint!r}?)" if hint else ""
+
+
+class FusionResourceError(EdgeFuseError, RuntimeError):
+    """The fusion kernel could not get what it needs from the process (e.g. start its worker threads).
+
+    The input was valid; retrying with fewer threads (``threads=1`` starts none) or higher limits works.
+    """

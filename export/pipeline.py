@@ -11,15 +11,16 @@
   output (encoders' embeddings, the head's logits, and end-to-end logits through the C++ fusion
   kernel); fp16 also checks top-1 agreement on a labelled split when one is given.
 * **write**: bundled reference inputs/outputs (``reference.npz``), the manifest with every file's sha256,
-  then one rename of the temporary folder onto the output: a failed export leaves nothing behind.
+  then the temporary folder is fsync'ed and swapped onto the output in one atomic exchange
+  (:mod:`edgefuse.outputs`): a failed or killed export leaves the old artifact (or nothing) behind, and
+  ``overwrite`` replaces only an existing artifact folder, never the checkpoint or the user's files.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import shutil
-import tempfile
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgefuse import outputs
 from edgefuse.errors import BackendUnavailableError, did_you_mean
 from edgefuse.export.errors import ExportError, ParityError
 from edgefuse.export.formats import FORMATS, get_exporter
@@ -91,6 +93,7 @@ class _Job:
     overwrite: bool
     agreement_split: Any
     say: Callable[[str], None]
+    protect: tuple[Path, ...] = ()
 
 
 def _toolchain() -> dict[str, str]:
@@ -274,7 +277,11 @@ def export(
         out: Output folder.
         precision: ``fp32`` or ``fp16``; must be one the profile lists.
         monolithic: One graph with a bool presence input instead of the split layout.
-        overwrite: Replace existing artifact folders (only after the new one is complete).
+        overwrite: Replace existing *artifact* folders (only after the new one is complete, in one atomic
+            exchange), or empty folders. A folder that is not an EdgeFuse artifact (the user's files, a
+            checkpoint — in particular the one being exported — or an artifact holding files its
+            manifest does not list), a folder containing the checkpoint, a regular file or a symlink is
+            refused with the reason before anything is converted.
         batch: Batch handling (default: dynamic 1..64; fixed sizes from the profile's ``batch_sizes``).
         agreement_split: A labelled split for the fp16 top-1 agreement check (>= 99.5%).
         progress: Callback with a short message per stage.
@@ -285,8 +292,9 @@ def export(
 
     Raises:
         ExportError: Unknown format/precision (with the closest match), a profile whose sensors
-            provide none of the model's modalities, a precision the profile does not list, or an
-            existing output without ``overwrite``.
+            provide none of the model's modalities, a precision the profile does not list, an
+            existing output without ``overwrite``, or an output path that may not be replaced (see
+            ``overwrite``).
         ParityError: When an artifact's outputs differ from PyTorch beyond the tolerance.
         BackendUnavailableError: When the only requested format cannot be converted here.
     """
@@ -313,11 +321,13 @@ def export(
         )
     out = Path(out)
     targets = {f: (out if len(names) == 1 else out / f) for f in names}
-    for folder in targets.values():
-        if folder.exists() and not overwrite:
-            raise ExportError(
-                f"{folder} already exists; pass overwrite=True (--overwrite) or choose another --out"
-            )
+    protect = tuple(_inputs_of(checkpoint, profile))
+    if len(names) > 1 and os.path.lexists(out) and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder; choose another --out (it is left untouched)")
+    for fmt, folder in targets.items():
+        _check_target(folder, overwrite, protect)
+        if fmt == "tensorrt" and get_exporter(fmt).unavailable_reason():  # it writes the ONNX it would use
+            _check_target(_tensorrt_onnx_folder(folder), overwrite, protect)
     say("loading checkpoint")
     model, ckpt_info = _load_model(checkpoint)
     exported = [m for m in model.modality_names if m in prof.modalities]
@@ -344,6 +354,7 @@ def export(
         overwrite,
         agreement_split,
         say,
+        protect,
     )
     results: list[FormatResult] = []
     for fmt in names:
@@ -379,7 +390,9 @@ def export_cached(
     The artifact in ``out`` is reused when its manifest is valid, every file still has its recorded
     sha256, and it was written by this EdgeFuse version from the same checkpoint weights (sha256) for
     the same profile, format, precision and layout. Otherwise it is exported again (replacing ``out``
-    only once the new artifact is complete).
+    in one atomic exchange once the new artifact is complete). An ``out`` that is not an artifact folder
+    (the user's files, a checkpoint, an artifact holding unlisted files) is refused as :func:`export`
+    refuses it, never replaced.
 
     Args:
         checkpoint: A checkpoint folder (its ``model.json`` gives the weights' sha256).
@@ -403,6 +416,7 @@ def export_cached(
     from edgefuse.checkpoint import read_checkpoint_info
     from edgefuse.manifest import ArtifactIntegrityError, ManifestError, read_manifest
     from edgefuse.profiles import DeviceProfile, get_profile
+    from edgefuse.trust import UnsafeFileError
 
     prof = profile if isinstance(profile, DeviceProfile) else get_profile(str(profile))
     target = Path(out)
@@ -420,7 +434,7 @@ def export_cached(
                 and data.get("precision") == precision
                 and data.get("layout") == ("monolithic" if monolithic else "split")
             )
-        except (ManifestError, ArtifactIntegrityError) as exc:
+        except (ManifestError, ArtifactIntegrityError, UnsafeFileError) as exc:
             logger.info("%s cannot be reused (%s); exporting again", target, exc)
             same = False
         if same:
@@ -454,36 +468,50 @@ def _unavailable(fmt: str, reason: str, exporter: FormatExporter, target: Path, 
         return FormatResult(
             fmt, "unavailable", reason=f"{reason}; the ONNX for TensorRT was not written either: {missing}"
         )
-    folder = target.with_name(f"{target.name}-onnx")  # out/tensorrt-onnx, or <out>-onnx for one format
-    if folder.exists() and not job.overwrite:
-        raise ExportError(
-            f"{folder} already exists; pass overwrite=True (--overwrite) or choose another --out"
-        )
-    job.say("tensorrt: unavailable here; writing the ONNX it would consume")
-    tmp = Path(tempfile.mkdtemp(prefix=".edgefuse-export-", dir=_mkparent(folder)))
-    try:
+    folder = _tensorrt_onnx_folder(target)
+    with _stage(folder, job) as staging:
+        job.say("tensorrt: unavailable here; writing the ONNX it would consume")
+        tmp = staging.path
         converted = {g.name: exporter.write_onnx_for_tensorrt(g, tmp, job.plan) for g in job.graphs}
         for g in job.graphs:
             onnx_exporter.inspect(tmp, converted[g.name], g)
         note = f"ONNX input for a TensorRT engine; the engine was not built here: {reason}"
-        _write_artifact(tmp, folder, onnx_exporter, "onnx", converted, job, [], precision="fp32", notes=note)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _write_artifact(staging, onnx_exporter, "onnx", converted, job, [], precision="fp32", notes=note)
     return FormatResult(
         fmt, "unavailable", folder=folder, reason=f"{reason}. The ONNX TensorRT would consume is in {folder}."
     )
 
 
-def _mkparent(folder: Path) -> Path:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    return folder.parent
+def _tensorrt_onnx_folder(target: Path) -> Path:
+    """Where TensorRT's ONNX goes when no engine can be built: out/tensorrt-onnx, or <out>-onnx."""
+    return target.with_name(f"{target.name}-onnx")
+
+
+def _inputs_of(checkpoint: Any, profile: Any) -> list[Path]:
+    """The export's inputs on disk (the checkpoint folder, a profile TOML): never an output's place."""
+    found = []
+    for item in (checkpoint, profile):
+        if isinstance(item, (str, os.PathLike)) and os.path.lexists(item):
+            found.append(Path(item))
+    return found
+
+
+def _check_target(folder: Path, overwrite: bool, protect: Sequence[Path]) -> None:
+    """Refuse (ExportError) an output folder that may not receive or be replaced by an artifact."""
+    outputs.check_output(folder, outputs.ARTIFACT, overwrite=overwrite, protect=protect, error=ExportError)
+
+
+def _stage(folder: Path, job: _Job) -> outputs.Staging:
+    """The temporary folder beside ``folder`` (checked again), committed by :func:`_write_artifact`."""
+    return outputs.stage(
+        folder, outputs.ARTIFACT, overwrite=job.overwrite, protect=job.protect, error=ExportError
+    )
 
 
 def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> FormatResult:
     """Convert, validate (always) and write one format; nothing is left behind on failure."""
-    tmp = Path(tempfile.mkdtemp(prefix=".edgefuse-export-", dir=_mkparent(target)))
-    try:
+    with _stage(target, job) as staging:
+        tmp = staging.path
         converted = {g.name: exporter.convert(g, tmp, job.precision, job.plan) for g in job.graphs}
         job.say(f"{fmt}: validating")
         for g in job.graphs:
@@ -507,8 +535,7 @@ def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> 
             job.say(f"{fmt}: {runner_reason}; validated from the saved files only")
         records = [c.to_dict() for c in parity]
         _write_artifact(
-            tmp,
-            target,
+            staging,
             exporter,
             fmt,
             converted,
@@ -517,9 +544,6 @@ def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> 
             agreement=agreement,
             runner_reason=runner_reason,
         )
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return FormatResult(
         fmt,
         "ok",
@@ -532,8 +556,7 @@ def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> 
 
 
 def _write_artifact(
-    tmp: Path,
-    target: Path,
+    staging: outputs.Staging,
     exporter: FormatExporter,
     fmt: str,
     converted: dict[str, Converted],
@@ -545,11 +568,12 @@ def _write_artifact(
     agreement: float | None = None,
     runner_reason: str | None = None,
 ) -> None:
-    """Write reference.npz and the manifest into ``tmp``, then move it onto ``target``."""
+    """Write reference.npz and the manifest into the staging folder, then swap it onto its target."""
     from edgefuse import __version__
     from edgefuse.export.parity import tolerance
     from edgefuse.manifest import MANIFEST_SCHEMA_VERSION, Manifest, file_entry
 
+    tmp = staging.path
     model, graphs, fusion = job.model, job.graphs, job.fusion
     precision = precision or job.precision
     ref_cases = []
@@ -612,17 +636,4 @@ def _write_artifact(
     if notes or agreement is not None or runner_reason:
         data["notes"] = {"note": notes, "fp16_top1_agreement": agreement, "parity_not_run": runner_reason}
     Manifest(data=data, root=tmp).write()
-    _replace_folder(tmp, target, job.overwrite)
-
-
-def _replace_folder(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Move the finished temporary folder onto ``target``; an old artifact is removed only afterwards."""
-    if target.exists():
-        if not overwrite:
-            raise ExportError(f"{target} already exists; pass overwrite=True (--overwrite)")
-        backup = target.with_name(f".{target.name}.old-{time.time_ns()}")
-        target.rename(backup)
-        tmp.rename(target)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        tmp.rename(target)
+    staging.commit()

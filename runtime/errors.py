@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from edgefuse.errors import EdgeFuseError
 
-__all__ = ["BackendError", "BackendStateError", "InputError", "VerificationError"]
+__all__ = [
+    "BackendError",
+    "BackendStateError",
+    "BrokenArtifactError",
+    "InputError",
+    "NonFiniteOutputError",
+    "VerificationError",
+]
 
 
 class InputError(EdgeFuseError, ValueError):
@@ -28,6 +35,14 @@ class BackendError(EdgeFuseError, RuntimeError):
     The file does not match its manifest entry, or the backend library failed; the message names the file
     and what the backend said.
     """
+
+
+class BrokenArtifactError(BackendError):
+    """A graph file matches its recorded size and sha256 but its backend cannot load it: written broken."""
+
+
+class NonFiniteOutputError(EdgeFuseError, ArithmeticError):
+    """A model produced NaN/Inf logits from finite inputs (overflowing weights or a broken graph)."""
 
 
 class BackendStateError(BackendError):

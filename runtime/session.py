@@ -31,10 +31,18 @@ from typing import Any, Literal, Self
 import numpy as np
 from edgefuse import _fusion
 from edgefuse.errors import EdgeFuseError, ProfileError, did_you_mean
-from edgefuse.manifest import ArtifactIntegrityError, Manifest, ManifestError, read_manifest, sha256_file
+from edgefuse.manifest import ArtifactIntegrityError, Manifest, ManifestError, read_manifest
 from edgefuse.runtime.backends.base import Backend
-from edgefuse.runtime.errors import BackendStateError, InputError, VerificationError
+from edgefuse.runtime.errors import (
+    BackendError,
+    BackendStateError,
+    BrokenArtifactError,
+    InputError,
+    NonFiniteOutputError,
+    VerificationError,
+)
 from edgefuse.runtime.registry import BACKENDS, choose_with_reasons
+from edgefuse.trust import MalformedFileError, load_npz, read_bounded
 
 __all__ = ["Prediction", "ReferenceCheck", "Session", "VerifyReport", "load"]
 
@@ -196,16 +204,26 @@ class Session:
         profile: Any = None,
         backend: str | Sequence[str] | None = None,
         threads: int | None = None,
+        manifest_sha256: str | None = None,
     ) -> None:
         """Load an artifact; prefer :func:`load`, which documents the arguments and errors."""
         self._backends: dict[str, Backend] = {}
         self._closed = False
+        if not isinstance(artifact, str | os.PathLike) or "\x00" in os.fspath(artifact):
+            raise InputError(
+                f"artifact must be the path of an artifact or checkpoint folder (str or os.PathLike); got "
+                f"{type(artifact).__name__} {artifact!r:.80}"
+            )
         root = Path(artifact)
         from edgefuse.runtime.backends.torch import checkpoint_manifest, is_checkpoint
 
         self._is_checkpoint = is_checkpoint(root)
-        manifest: Any = checkpoint_manifest(root) if self._is_checkpoint else read_manifest(root)
-        manifest.verify_files()
+        manifest: Any = (
+            checkpoint_manifest(root, manifest_sha256=manifest_sha256)
+            if self._is_checkpoint
+            else read_manifest(root, manifest_sha256=manifest_sha256)
+        )
+        manifest.verify_files()  # every listed file: inside, regular, size, then sha256
         data = manifest.data
         self._manifest = manifest
         self._root = root
@@ -241,6 +259,11 @@ class Session:
 
         # ---- backend: an explicit ordered list; nothing outside it ------------------------------------
         if backend is not None:
+            if not isinstance(backend, str | list | tuple):
+                raise InputError(
+                    f"backend must be a backend name or a list of names such as ['onnxruntime']; got "
+                    f"{type(backend).__name__}; allowed names: {list(BACKENDS)}"
+                )
             order = [backend] if isinstance(backend, str) else list(backend)
             for name in order:
                 if not isinstance(name, str) or name not in BACKENDS:
@@ -341,14 +364,59 @@ class Session:
         files = graph["files"]
         if not files:
             raise ArtifactIntegrityError(f"{self._root}: graph {gname!r} lists no file in the manifest")
-        return cls().load(
-            self._root / files[0],
-            graph["inputs"],
-            graph["outputs"],
-            self._threads,
-            batch=graph.get("batch"),
-            details=graph.get("details"),
-        )
+        if self._is_checkpoint:  # the checkpoint loader checks its own files (model.json, weights)
+            path = self._root
+        else:  # inside the folder, regular, listed, size then sha256: checked again right before loading
+            path = self._manifest.checked_path(files[0], f"graph {gname!r}")
+        backend = cls()
+        try:
+            backend.load(
+                path,
+                graph["inputs"],
+                graph["outputs"],
+                self._threads,
+                batch=graph.get("batch"),
+                details=graph.get("details"),
+            )
+        except BackendError as exc:
+            if self._is_checkpoint or type(exc) is not BackendError:
+                raise
+            raise BrokenArtifactError(
+                f"{self._root}: graph {gname!r} ({files[0]}) matches the size and sha256 its manifest "
+                f"records, but {cls.name} cannot load it, so the artifact was written broken (or by an "
+                f"exporter {cls.name} does not support): {exc}. Re-export the artifact."
+            ) from exc
+        self._check_io(backend, gname, graph)
+        return backend
+
+    def _check_io(self, backend: Backend, gname: str, graph: Mapping[str, Any]) -> None:
+        """Refuse a graph whose real inputs/outputs contradict the manifest (caught at load, not at predict)."""
+        try:
+            real = backend.io_spec()
+        except Exception:  # a backend that cannot describe its graph is checked by verify() instead
+            _log.debug("graph %s: io_spec unavailable", gname, exc_info=True)
+            return
+        for kind, declared, found in (
+            ("input", graph["inputs"], real.inputs),
+            ("output", graph["outputs"], real.outputs),
+        ):
+            by_name = {t.name: t for t in found}
+            for entry in declared:
+                t = by_name.get(str(entry["name"]))
+                if t is None:
+                    continue  # an exporter may drop unused inputs; names of some formats are mapped
+                want = [None if d is None or d < 0 else int(d) for d in entry["shape"]][1:]
+                got = list(t.shape[1:])
+                bad_shape = len(want) != len(got) or any(
+                    w is not None and g is not None and w != g for w, g in zip(want, got, strict=False)
+                )
+                if bad_shape or np.dtype(entry.get("dtype", "float32")) != np.dtype(t.dtype):
+                    backend.close()
+                    raise ManifestError(
+                        f"{self._root}: graph {gname!r} {kind} {t.name!r} is {t.describe()} in the file but the "
+                        f"manifest declares [B, {', '.join(str(d) for d in want)}] {entry.get('dtype', 'float32')}; "
+                        "the manifest does not describe this graph: re-export the artifact"
+                    )
 
     # ---- properties -------------------------------------------------------------------------------------
     @property
@@ -619,8 +687,15 @@ class Session:
             if self._monolithic
             else self._run_split(arrays, run_cols, kernel_mask, batch)
         )
+        logits = _f32(logits)
+        if on_nonfinite == "error" and not _fusion.all_finite(logits):
+            raise NonFiniteOutputError(
+                f"{self._root}: the model produced NaN or Inf logits from finite inputs on {self._backend_name} "
+                "(weights that overflow, or a broken graph); refusing to return them. Run "
+                "session.verify() and re-export the artifact (or check the checkpoint's weights)"
+            )
         return Prediction(
-            logits=np.asarray(logits, dtype=np.float32),
+            logits=logits,
             present=present if mask is None else _read_only(present.copy()),
             backend=self._backend_name,
             modalities=self._modalities,
@@ -729,14 +804,15 @@ class Session:
         if self._is_checkpoint:  # computed in memory from the model's own forward
             return dict(self._manifest.reference_arrays)
         rel = str(ref.get("file", "reference.npz"))
-        path = self._root / rel
-        entry = next((f for f in self._manifest.data["files"] if f["path"] == rel), None)
-        if entry is None or not path.is_file() or sha256_file(path) != entry["sha256"]:
+        path = self._manifest.checked_path(rel, "reference.file")
+        entry = self._manifest.entry(rel)
+        raw = read_bounded(path, max_bytes=int(entry["size"]), what="reference cases")
+        try:
+            return load_npz(raw, what=str(self._root / rel))
+        except MalformedFileError as exc:
             raise ArtifactIntegrityError(
-                f"{path} is missing, unlisted or changed since the manifest was written; re-export the artifact"
-            )
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+                f"{exc} (it matches its recorded sha256, so the artifact was written this way); re-export"
+            ) from None
 
     # ---- life cycle -------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -757,11 +833,16 @@ def load(
     profile: Any = None,
     backend: str | Sequence[str] | None = None,
     threads: int | None = None,
+    *,
+    manifest_sha256: str | None = None,
 ) -> Session:
     """Load an exported artifact folder (or a checkpoint, on the PyTorch reference backend) for prediction.
 
-    Steps: read and validate ``manifest.json`` (a newer schema is refused), check the sha256 and size
-    of every listed file, choose the backend, and load only the graphs the device needs.
+    Steps: read and validate ``manifest.json`` (a newer schema is refused; shapes, dtypes, weight and
+    label counts must agree between its parts), check every listed file (inside the folder after
+    resolving symlinks, a regular file, its size, then its sha256; nothing unlisted is ever opened),
+    choose the backend, and load only the graphs the device needs; each graph's real inputs and outputs
+    must match the manifest.
 
     A checkpoint folder (``model.json`` + ``model.safetensors``, as written by ``edgefuse train``) runs
     on the ``torch`` backend through the same split path: its encoders and head are the model's own
@@ -782,12 +863,17 @@ def load(
             backend in the registry's default order.
         threads: Intra-op threads per graph. ``None``: the profile's ``threads`` capped at this
             machine's CPU count, or the backend's default without a profile.
+        manifest_sha256: Pin the manifest: the sha256 ``manifest.json`` (for a checkpoint,
+            ``model.json``) must have. Every other file is pinned through the manifest's own hashes, so
+            this one value pins the whole artifact. ``None``: no pin.
 
     Returns:
         A loaded :class:`Session`.
 
     Raises:
-        ManifestError: Missing, invalid or newer-schema manifest.
+        ManifestError: Missing, invalid, inconsistent or newer-schema manifest, a pinned
+            ``manifest_sha256`` that differs, or a graph whose real inputs/outputs differ from it.
+        UnsafeFileError: A listed path leaves the folder, or names a FIFO, device or other non-regular file.
         CheckpointError: A checkpoint folder whose description or weights are invalid or modified.
         ArtifactIntegrityError: A file is missing or its sha256/size differs from the manifest.
         ProfileError: An unknown profile id or invalid profile file.
@@ -795,6 +881,9 @@ def load(
             provides a modality of the artifact.
         BackendUnavailableError: No backend of the list can run the artifact here (each candidate and
             its reason are listed).
+        BrokenArtifactError: A graph file matches its hash but its backend cannot load it (written broken).
         BackendError: A backend cannot load a graph file.
     """
-    return Session(artifact, profile=profile, backend=backend, threads=threads)
+    return Session(
+        artifact, profile=profile, backend=backend, threads=threads, manifest_sha256=manifest_sha256
+    )

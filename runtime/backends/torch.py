@@ -49,20 +49,30 @@ def is_checkpoint(path: str | Path) -> bool:
     return p.is_dir() and (p / "model.json").is_file() and not (p / "manifest.json").exists()
 
 
-def _model(path: Path) -> Any:
-    """The checkpoint's model, loaded once per (folder, weights mtime, size) and shared read-only."""
-    from edgefuse.checkpoint import WEIGHTS, load_checkpoint
+def _model(path: Path, info_sha256: str | None = None) -> Any:
+    """The checkpoint's model, loaded once per (folder, model.json, weights mtime/size) and shared read-only.
 
+    The first load checks everything (:func:`edgefuse.checkpoint.load_checkpoint`); later loads of an
+    unchanged checkpoint reuse it. ``info_sha256`` pins ``model.json``.
+    """
+    from edgefuse.checkpoint import WEIGHTS, load_checkpoint
+    from edgefuse.checkpoint import info_sha256 as read_info_sha256
+
+    info_digest = read_info_sha256(path)
     weights = path / WEIGHTS
     stat = weights.stat() if weights.is_file() else None
-    key = (str(path.resolve()), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+    key = (str(path.resolve()), info_digest, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
-            model = load_checkpoint(path).model.eval()
+            model = load_checkpoint(path, info_sha256=info_sha256).model.eval()
             if len(_CACHE) >= _CACHE_SIZE:
                 _CACHE.pop(next(iter(_CACHE)))
             _CACHE[key] = model
+        elif info_sha256 is not None:
+            from edgefuse.checkpoint import read_checkpoint_info
+
+            read_checkpoint_info(path, info_sha256=info_sha256)
     return model
 
 
@@ -98,11 +108,12 @@ class CheckpointManifest:
         """Nothing to do: :func:`edgefuse.checkpoint.load_checkpoint` checked the weights' sha256."""
 
 
-def checkpoint_manifest(path: str | Path) -> CheckpointManifest:
+def checkpoint_manifest(path: str | Path, *, manifest_sha256: str | None = None) -> CheckpointManifest:
     """Describe a checkpoint folder the way an artifact's manifest describes its graphs.
 
     Args:
         path: A checkpoint folder (``model.json`` + ``model.safetensors``).
+        manifest_sha256: When given, the sha256 ``model.json`` must have (it pins the weights too).
 
     Returns:
         A :class:`CheckpointManifest`: modalities, ``encoder_<m>`` and ``head`` graphs (all dynamic
@@ -122,7 +133,7 @@ def checkpoint_manifest(path: str | Path) -> CheckpointManifest:
     import torch
 
     root = Path(path)
-    model = _model(root)
+    model = _model(root, manifest_sha256)
     params = model.fusion.fusion_parameters()
     dim = int(model.embed_dim)
     names = list(model.modality_names)

@@ -40,16 +40,24 @@ __all__ = [
 ]
 
 
-def load(artifact: Any, profile: Any = None, backend: Any = None, threads: int | None = None) -> Any:
+def load(
+    artifact: Any,
+    profile: Any = None,
+    backend: Any = None,
+    threads: int | None = None,
+    *,
+    manifest_sha256: str | None = None,
+) -> Any:
     """Load an exported artifact (or a checkpoint, on the torch reference backend) for prediction.
 
-    Needs numpy and one backend package only (never torch for an artifact). See
+    Needs numpy and one backend package only (never torch for an artifact). Every file is checked
+    before a backend sees it; ``manifest_sha256`` pins the manifest itself. See
     :func:`edgefuse.runtime.load` for the arguments, the returned :class:`~edgefuse.runtime.Session`
     and the errors.
     """
     from edgefuse.runtime import load as _load
 
-    return _load(artifact, profile=profile, backend=backend, threads=threads)
+    return _load(artifact, profile=profile, backend=backend, threads=threads, manifest_sha256=manifest_sha256)
 
 
 def export(*args: Any, **kwargs: Any) -> Any:

@@ -5,14 +5,20 @@ Shared by the model contract, checkpoints, the export manifest and the runtime.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgefuse.errors import ContractError
 
-__all__ = ["ModalitySpec"]
+__all__ = ["MAX_INPUT_ELEMENTS", "MAX_INPUT_RANK", "ModalitySpec"]
 
 _DTYPES = ("float32", "float16", "int64", "int32", "uint8")
+#: Largest input of one row EdgeFuse accepts (16M elements: far above 16 frames of 3x224x224 video).
+MAX_INPUT_ELEMENTS = 1 << 24
+#: Most dimensions of one row.
+MAX_INPUT_RANK = 8
 
 
 @dataclass(frozen=True)
@@ -35,14 +41,27 @@ class ModalitySpec:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name or not self.name.replace("_", "").isalnum():
+        if not isinstance(self.name, str) or not self.name or not self.name.replace("_", "").isalnum():
             raise ContractError(
                 f"modality name {self.name!r} must be a non-empty identifier (letters, digits, _)"
             )
-        shape = tuple(int(s) for s in self.shape)
-        if not shape or any(s < 1 for s in shape):
+        try:
+            dims = list(self.shape)
+        except TypeError:
             raise ContractError(
-                f"modality {self.name!r}: shape {self.shape} must be non-empty positive sizes"
+                f"modality {self.name!r}: shape {self.shape!r} must be a sequence of ints"
+            ) from None
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in dims):
+            raise ContractError(f"modality {self.name!r}: shape {self.shape!r} must hold ints only")
+        shape = tuple(int(s) for s in dims)
+        if not shape or len(shape) > MAX_INPUT_RANK or any(s < 1 for s in shape):
+            raise ContractError(
+                f"modality {self.name!r}: shape {self.shape} must be 1 to {MAX_INPUT_RANK} positive sizes"
+            )
+        if math.prod(shape) > MAX_INPUT_ELEMENTS:
+            raise ContractError(
+                f"modality {self.name!r}: shape {self.shape} has {math.prod(shape)} elements per row, more than "
+                f"the {MAX_INPUT_ELEMENTS} EdgeFuse accepts (a forged or mistyped size?)"
             )
         object.__setattr__(self, "shape", shape)
         if self.dtype not in _DTYPES:
@@ -61,6 +80,8 @@ class ModalitySpec:
         Raises:
             ContractError: When a key is unknown or a required key is missing.
         """
+        if not isinstance(data, dict):
+            raise ContractError(f"a modality spec must be an object; got {type(data).__name__}")
         allowed = {"name", "shape", "dtype", "preprocessing", "params"}
         unknown = set(data) - allowed
         if unknown:
@@ -70,4 +91,6 @@ class ModalitySpec:
         missing = {"name", "shape"} - set(data)
         if missing:
             raise ContractError(f"modality spec is missing {sorted(missing)}")
+        if not isinstance(data["shape"], list | tuple):
+            raise ContractError(f"modality spec shape must be a list of ints; got {data['shape']!r:.100}")
         return cls(**{**data, "shape": tuple(data["shape"])})

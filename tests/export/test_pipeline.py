@@ -94,7 +94,7 @@ def test_manifest_integrity_detects_tampering(reference_ckpt, tmp_path) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"][0]["sha256"] = "0" * 64
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactIntegrityError, match="modified or corrupted"):
+    with pytest.raises(ArtifactIntegrityError, match="was modified or belongs to another artifact"):
         read_manifest(folder).verify_files()
     manifest["schema_version"] = 99
     (folder / "manifest.json").write_text(json.dumps(manifest))

@@ -345,7 +345,7 @@ def test_tampered_graph_is_refused_at_load(x86_split, rt, tmp_path) -> None:  # 
     with pytest.raises(ArtifactIntegrityError, match=r"head.onnx has sha256"):
         load(folder)
     (folder / "head.onnx").unlink()
-    with pytest.raises(ArtifactIntegrityError, match=r"head.onnx is listed .* but missing"):
+    with pytest.raises(ArtifactIntegrityError, match=r"head.onnx is missing"):
         load(folder)
 
 
@@ -362,7 +362,7 @@ def test_newer_schema_is_refused(x86_split, rt, tmp_path) -> None:  # type: igno
     data["schema_version"] = 1
     del data["graphs"]["head"]
     path.write_text(json.dumps(data))
-    with pytest.raises(ManifestError, match=r"no complete entry 'head'"):
+    with pytest.raises(ManifestError, match=r"needs a 'head' graph"):
         load(folder)
 
 

@@ -7,6 +7,7 @@ import copy
 import pytest
 from edgefuse.manifest import Manifest, ManifestError
 
+_IO = {"name": "x", "dtype": "float32"}
 VALID = {
     "schema_version": 1,
     "edgefuse_version": "0.1.0",
@@ -15,14 +16,29 @@ VALID = {
     "format": "onnx",
     "precision": "fp32",
     "layout": "split",
-    "modalities": [{"name": "audio", "shape": [1, 32, 61], "dtype": "float32"}],
+    "modalities": [{"name": "audio", "shape": [1, 32, 61], "dtype": "float32", "graph": "encoder_audio"}],
     "model_modalities": ["audio"],
     "label_names": ["0", "1"],
-    "fusion": {"weights": [1.0], "eps": 1e-5},
-    "graphs": {},
-    "files": [{"path": "head.onnx", "role": "head", "sha256": "0" * 64, "size": 1}],
+    "fusion": {"weights": [1.0], "eps": 1e-5, "dim": 4, "gamma": None, "beta": None},
+    "graphs": {
+        "encoder_audio": {
+            "files": ["encoder_audio.onnx"],
+            "inputs": [{**_IO, "name": "audio", "shape": [-1, 1, 32, 61]}],
+            "outputs": [{**_IO, "name": "embedding", "shape": [-1, 4]}],
+        },
+        "head": {
+            "files": ["head.onnx"],
+            "inputs": [{**_IO, "name": "fused", "shape": [-1, 4]}],
+            "outputs": [{**_IO, "name": "logits", "shape": [-1, 2]}],
+        },
+    },
+    "files": [
+        {"path": "encoder_audio.onnx", "role": "encoder", "sha256": "0" * 64, "size": 1},
+        {"path": "head.onnx", "role": "head", "sha256": "0" * 64, "size": 1},
+        {"path": "reference.npz", "role": "reference", "sha256": "0" * 64, "size": 1},
+    ],
     "parity": [],
-    "reference": {},
+    "reference": {"file": "reference.npz", "cases": [{"pattern": ["audio"], "batch": 3}]},
     "checkpoint": {},
 }
 

@@ -50,9 +50,17 @@ class MaskedFusion(nn.Module):
             raise FusionInputError(f"num_modalities = {num_modalities}; a fusion needs at least 1 modality")
         if dim < 1:
             raise FusionInputError(f"dim = {dim}; the embedding size must be >= 1")
-        if not (math.isfinite(eps) and eps > 0):
-            raise FusionInputError(f"eps = {eps}; eps must be finite and > 0")
-        w = torch.ones(num_modalities) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        if not (math.isfinite(eps) and 1.1754943508222875e-38 <= eps <= 1.0):
+            raise FusionInputError(
+                f"eps = {eps}; eps must be in [1.18e-38, 1] (a normal float32 > 0: smaller values become 0 "
+                "or denormal in float32, which the kernel uses)"
+            )
+        # validated on the CPU whatever the default device (a meta-device build checks sizes for free)
+        w = (
+            torch.ones(num_modalities, device="cpu")
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float32, device="cpu")
+        )
         if w.shape != (num_modalities,) or not bool(torch.all(torch.isfinite(w) & (w > 0))):
             raise FusionInputError(
                 f"weights = {w.tolist()}; expected {num_modalities} finite positive fusion weights"

@@ -43,6 +43,11 @@ Cross-field checks: every ``peak_gflops`` precision is in ``precisions``; every 
 one listed precision (``BACKEND_PRECISIONS``); no duplicate sensor kinds, backends, precisions or batch
 sizes; ``budgets.memory_mb <= ram_mb``; built-in ids equal their path under ``device_profiles/``; ids are
 unique across all loaded profiles.
+
+Profile files given by the user are untrusted: they are read only through
+:func:`edgefuse.trust.read_bounded` (regular files of at most :data:`~edgefuse.trust.MAX_TOML_BYTES`; a FIFO
+or a device is refused before it is opened for reading, also when it lies in a folder given to
+:func:`list_profiles`), and a document nested deeper than :data:`~edgefuse.trust.MAX_NESTING` is refused.
 """
 
 from __future__ import annotations
@@ -59,6 +64,14 @@ from types import MappingProxyType
 from typing import Any
 
 from edgefuse.errors import ProfileError, closest_match
+from edgefuse.trust import (
+    MAX_NESTING,
+    MAX_TOML_BYTES,
+    ArtifactIntegrityError,
+    UnsafeFileError,
+    check_nesting,
+    read_bounded,
+)
 
 __all__ = [
     "BACKENDS",
@@ -624,10 +637,21 @@ def _parse_bytes(raw: bytes, source: str | os.PathLike[str], expected_id: str | 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProfileError(f"{source}: not UTF-8 text ({exc}); save the profile as UTF-8") from exc
+    too_deep = (
+        f"{source}: arrays or tables nested more than {MAX_NESTING} levels deep, refused (rule: EdgeFuse "
+        "parses no document nested deeper); a device profile needs 3 levels at most (e.g. "
+        "[compute] peak_gflops = { fp32 = 100.0 }): fix or replace the file"
+    )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{source}: invalid TOML: {exc}; fix the syntax there") from exc
+    except RecursionError:  # tomllib parses nested arrays / inline tables recursively
+        raise ProfileError(too_deep) from None
+    try:
+        check_nesting(data, what=str(source))
+    except UnsafeFileError:
+        raise ProfileError(too_deep) from None
     return parse_profile(data, source, expected_id=expected_id)
 
 
@@ -657,14 +681,23 @@ def load_profile_file(path: str | os.PathLike[str]) -> DeviceProfile:
         The validated profile, with :attr:`DeviceProfile.source` set to ``path``.
 
     Raises:
-        ProfileError: The file cannot be read, is not valid TOML, or fails validation.
+        ProfileError: The file is missing, is not a regular file (FIFO, device, folder...), is larger than
+            :data:`~edgefuse.trust.MAX_TOML_BYTES`, is not UTF-8 or valid TOML, is nested deeper than
+            :data:`~edgefuse.trust.MAX_NESTING`, or fails validation.
     """
     file = Path(path)
     try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ProfileError(f"{file}: cannot read device profile ({reason}); check the path") from exc
+        raw = read_bounded(file, max_bytes=MAX_TOML_BYTES, what="device profile")
+    except ArtifactIntegrityError:
+        kind = "a dangling symlink" if file.is_symlink() else "missing"
+        raise ProfileError(
+            f"{file}: no such device profile file ({kind}); check the path, or see `edgefuse profiles list`"
+        ) from None
+    except UnsafeFileError as exc:
+        raise ProfileError(
+            f"{exc}. A device profile must be a regular UTF-8 TOML file of at most {MAX_TOML_BYTES} bytes "
+            f"(1 MiB); point at such a file instead of {file}"
+        ) from None
     return _parse_bytes(raw, file, expected_id=_builtin_expected_id(file))
 
 
@@ -672,11 +705,13 @@ def _expand(path: str | os.PathLike[str]) -> list[Path]:
     """Return the ``.toml`` files a user path names: the file itself, or every one under a folder."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*.toml") if f.is_file())
+        # Everything named *.toml that is not a folder: a FIFO, a device or a dangling symlink is listed
+        # too, so that loading it reports it (it is never opened for reading) instead of skipping it.
+        files = sorted(f for f in p.rglob("*.toml") if not f.is_dir())
         if not files:
             raise ProfileError(f"{p}: folder contains no .toml device profiles")
         return files
-    if p.is_file():
+    if os.path.lexists(p):  # a file; a FIFO, a device or a dangling symlink is refused when loaded
         return [p]
     raise ProfileError(f"{p}: no such device profile file or folder")
 

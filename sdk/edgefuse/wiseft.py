@@ -9,41 +9,72 @@ retention (mean over the non-empty proper subsets ``T`` of the model's modalitie
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgefuse.data.base import MultimodalDataset
 from edgefuse.errors import CheckpointError, ContractError
-from edgefuse.models.contract import MultimodalModel
 
-__all__ = ["WiseFTResult", "check_same_architecture", "parse_alphas", "sweep"]
+if TYPE_CHECKING:  # torch-free at import: the CLI parses --alphas with parse_alphas
+    from edgefuse.data.base import MultimodalDataset
+    from edgefuse.models.contract import MultimodalModel
+
+__all__ = ["MAX_ALPHAS", "WiseFTResult", "check_same_architecture", "parse_alphas", "sweep"]
+
+#: Most alphas one sweep evaluates (``0:1:0.001`` gives 1001): each alpha is one full evaluation.
+MAX_ALPHAS = 1001
 
 
 def parse_alphas(text: str) -> list[float]:
-    """``"0:1:0.1"`` -> 0, 0.1, ..., 1 (inclusive); ``"0,0.5,1"`` -> a list. Values must be in [0, 1].
+    """``"0:1:0.1"`` -> 0, 0.1, ..., 1 (inclusive); ``"0,0.5,1"`` -> a list.
+
+    Every alpha is a finite number in [0, 1]; a range needs ``start <= stop`` and a finite ``step > 0``
+    (``start + i * step`` for every ``i`` that stays within ``stop``, up to rounding); at most
+    :data:`MAX_ALPHAS` values.
 
     Raises:
-        ContractError: For a malformed range or a value outside [0, 1].
+        ContractError: For a malformed range or list, a non-finite value, a value outside [0, 1], a step
+            <= 0, ``stop < start``, or more than :data:`MAX_ALPHAS` values. The message says what is allowed.
     """
+    form = "write start:stop:step (0:1:0.1) or a comma-separated list (0,0.5,1)"
+    parts = text.split(":") if ":" in text else text.split(",")
     try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
-                raise ValueError
-            n = round((stop - start) / step)
-            values = [round(start + i * step, 10) for i in range(n + 1)]
-        else:
-            values = [float(x) for x in text.split(",") if x.strip()]
+        numbers = [float(x) for x in parts if ":" in text or x.strip()]
     except ValueError:
+        raise ContractError(f"--alphas {text!r}: {form}") from None
+    if ":" in text and len(numbers) != 3:
+        raise ContractError(f"--alphas {text!r}: {form}")
+    names = ("start", "stop", "step") if ":" in text else ("alpha",) * len(numbers)
+    for name, value in zip(names, numbers, strict=True):
+        if name == "step" and not (math.isfinite(value) and value > 0):
+            raise ContractError(f"--alphas {text!r}: step = {value}; the step must be a finite number > 0")
+        if name != "step" and not 0.0 <= value <= 1.0:  # also refuses nan and inf
+            raise ContractError(
+                f"--alphas {text!r}: {name} = {value} is not allowed; every alpha is a finite number in [0, 1]"
+            )
+    if ":" not in text:
+        if not numbers:
+            raise ContractError(f"--alphas {text!r}: give at least one alpha; {form}")
+        if len(numbers) > MAX_ALPHAS:
+            raise ContractError(f"--alphas {text!r}: {len(numbers)} alphas; at most {MAX_ALPHAS}")
+        return numbers
+    start, stop, step = numbers
+    if stop < start:
         raise ContractError(
-            f"--alphas {text!r}: write start:stop:step (0:1:0.1) or a list (0,0.5,1)"
-        ) from None
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
-        raise ContractError(f"--alphas {text!r}: every alpha must be in [0, 1]")
-    return values
+            f"--alphas {text!r}: stop = {stop} is below start = {start}; write start:stop:step with "
+            "start <= stop, e.g. 0:1:0.1"
+        )
+    intervals = (stop - start) / step
+    if intervals + 1 > MAX_ALPHAS:  # checked before anything is allocated
+        raise ContractError(
+            f"--alphas {text!r}: the range gives {intervals + 1:.4g} alphas, more than "
+            f"{MAX_ALPHAS} (each alpha is one evaluation of the model); use a larger step, e.g. 0:1:0.01"
+        )
+    n = math.floor(intervals + 1e-9)
+    return [min(stop, round(start + i * step, 10)) for i in range(n + 1)]
 
 
 def check_same_architecture(model0: MultimodalModel, model1: MultimodalModel) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgefuse.cli._common import MAX_COUNT, MAX_THREADS, add_pin_arg, check_out_path, check_pin, int_in
+
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register the subcommand."""
@@ -30,9 +32,24 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=None,
         help="presence patterns, e.g. all,audio,image or audio+image (default: every)",
     )
-    p.add_argument("--warmup", type=int, default=10, help="warm-up calls before timing (default 10)")
-    p.add_argument("--iters", type=int, default=100, help="timed calls at batch 1 (default 100)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads for a plain model file")
+    p.add_argument(
+        "--warmup",
+        type=int_in(0, MAX_COUNT),
+        default=10,
+        help=f"warm-up calls before timing, 0..{MAX_COUNT} (default 10)",
+    )
+    p.add_argument(
+        "--iters",
+        type=int_in(1, MAX_COUNT),
+        default=100,
+        help=f"timed calls at batch 1, 1..{MAX_COUNT} (default 100)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int_in(1, MAX_THREADS),
+        default=None,
+        help=f"intra-op threads for a plain model file, 1..{MAX_THREADS}",
+    )
     p.add_argument(
         "--cache-dir",
         default=None,
@@ -41,6 +58,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS measurement")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the report as JSON to this file")
     p.add_argument("--report", default=None, metavar="DIR", help="write bench.json, bench.md, latency.png")
+    add_pin_arg(p)
     return p
 
 
@@ -64,10 +82,20 @@ def run(args: argparse.Namespace) -> int:
     from edgefuse.errors import ContractError
     from edgefuse.runtime.backends.torch import is_checkpoint
 
+    if args.json:
+        check_out_path(args.json, "--json")
+    if args.report:
+        check_out_path(args.report, "--report")
     target = Path(args.artifact)
     if not target.exists():
         raise ContractError(
             f"{target} does not exist; give an artifact folder, a checkpoint folder or a .onnx / .tflite file"
+        )
+    if target.is_dir():
+        check_pin(target, args.manifest_sha256)
+    elif args.manifest_sha256 is not None:
+        raise ContractError(
+            "--manifest-sha256 applies to artifact and checkpoint folders, not to a model file"
         )
     if args.cache_dir is not None and not is_checkpoint(target):
         raise ContractError("--cache-dir applies to checkpoints (where their exports are cached)")

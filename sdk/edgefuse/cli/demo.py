@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edgefuse.cli._common import MAX_COUNT, MAX_SEED, check_out_path, int_in, positive_int, seed_int
+
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register the subcommand."""
@@ -33,11 +35,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--profiles", default=None, help="comma-separated profile ids (default: every built-in profile)"
     )
-    p.add_argument("--epochs", type=int, default=20, help="training epochs per model (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="training and data seed (default 0)")
-    p.add_argument("--iters", type=int, default=100, help="timed calls per benchmarked pattern (default 100)")
     p.add_argument(
-        "--warmup", type=int, default=10, help="warm-up calls per benchmarked pattern (default 10)"
+        "--epochs", type=positive_int, default=20, help="training epochs per model, >= 1 (default 20)"
+    )
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help=f"training and data seed, 0..{MAX_SEED} (default 0)"
+    )
+    p.add_argument(
+        "--iters",
+        type=int_in(1, MAX_COUNT),
+        default=100,
+        help=f"timed calls per benchmarked pattern, 1..{MAX_COUNT} (default 100)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int_in(0, MAX_COUNT),
+        default=10,
+        help=f"warm-up calls per benchmarked pattern, 0..{MAX_COUNT} (default 10)",
     )
     p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS per profile")
     p.add_argument(
@@ -49,6 +63,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run the demo with a progress display, then print the summary table."""
     import logging
+
+    from edgefuse.errors import ContractError
+
+    out = check_out_path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ContractError(f"--out {out}: exists and is not a folder; the demo writes a folder there")
 
     # Converters' own chatter (C++ INFO lines of the TFLite converter, coremltools' version warnings)
     # would bury the progress display; errors still surface as exceptions.

@@ -19,7 +19,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, help="artifact folder (with --format all: one subfolder per format)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace existing artifact folders")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing artifact folders (only EdgeFuse artifacts: never the checkpoint or other files)",
+    )
     p.add_argument("--fsdd", default=None, help="FSDD folder for the fp16 top-1 agreement check on AV-digits")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
@@ -32,9 +36,14 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
+    from edgefuse.cli._common import check_out_path
+
+    check_out_path(args.out)
+    _check_precision(args)  # before the fp16 agreement check loads any data
+    agreement = _agreement_split(args) if args.precision == "fp16" else None
+
     from edgefuse.export.pipeline import export
 
-    agreement = _agreement_split(args) if args.precision == "fp16" else None
     status = nullcontext(None) if args.json else Console(stderr=True).status("exporting")
     with status as shown:
         report = export(
@@ -93,9 +102,39 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _check_precision(args: argparse.Namespace) -> None:
+    """Refuse a known precision the profile does not list (unknown ones are refused by the pipeline).
+
+    Raises:
+        ExportError: The profile does not list ``--precision``; the message names the profile, its
+            precisions and the fix.
+        ProfileError: The profile cannot be found or is invalid.
+    """
+    from edgefuse.export.errors import ExportError
+    from edgefuse.profiles import PRECISIONS, get_profile
+
+    if args.precision not in PRECISIONS:
+        return
+    prof = get_profile(args.profile)
+    if args.precision in prof.precisions:
+        return
+    fix = "--precision fp32" if "fp32" in prof.precisions else f"one of {list(prof.precisions)}"
+    raise ExportError(
+        f"--precision {args.precision}: the device profile {prof.id!r} lists precisions "
+        f"{list(prof.precisions)}, not {args.precision!r}; export at a precision it lists ({fix}), or choose "
+        f"a profile that lists {args.precision} (see `edgefuse profiles list`)"
+    )
+
+
 def _agreement_split(args: argparse.Namespace) -> Any:
-    """The AV-digits test split, for checkpoints trained on it (fp16 agreement); None otherwise."""
+    """The AV-digits test split, for checkpoints trained on it (fp16 agreement); None otherwise.
+
+    Raises:
+        DataError: The checkpoint was trained on AV-digits but FSDD cannot be read here; the message says
+            why the recordings are needed and how to give them.
+    """
     from edgefuse.checkpoint import read_checkpoint_info
+    from edgefuse.errors import DataError
 
     info = read_checkpoint_info(args.checkpoint)
     dataset = info.get("dataset", {})
@@ -103,6 +142,15 @@ def _agreement_split(args: argparse.Namespace) -> Any:
         return None
     from edgefuse.data.avdigits import load_av_digits
 
-    return load_av_digits(
-        args.fsdd, degrade_image=dataset.get("degrade_image"), seed=dataset.get("seed", 0)
-    ).split("test")
+    try:
+        data = load_av_digits(
+            args.fsdd, degrade_image=dataset.get("degrade_image"), seed=dataset.get("seed", 0)
+        )
+    except DataError as exc:
+        raise DataError(
+            f"--precision {args.precision}: the checkpoint {args.checkpoint} was trained on av-digits, so its "
+            f"{args.precision} export is checked for top-1 agreement with PyTorch on the AV-digits test split, "
+            "which needs the FSDD recordings, and they cannot be read here. Give them with --fsdd PATH (or "
+            f"$EDGEFUSE_FSDD), or export at --precision fp32 (no agreement check). The data error: {exc}"
+        ) from None
+    return data.split("test")

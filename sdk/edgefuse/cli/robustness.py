@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgefuse.cli._common import add_data_args, load_data, parse_seeds
+from edgefuse.cli._common import (
+    MAX_SEEDS,
+    add_data_args,
+    alphas_arg,
+    check_out_path,
+    load_data,
+    nonneg_int,
+    positive_int,
+    seeds_arg,
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -21,10 +30,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default="none",
         help="comma-separated: none,moddrop,masd,wiseft,masd+wiseft (wiseft = moddrop model x baseline)",
     )
-    p.add_argument("--alphas", default="0:1:0.1", help="WiSE-FT alphas, selected on the validation split")
-    p.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list (0,4,7)")
-    p.add_argument("--epochs", type=int, default=None, help="(fine-tuning) epochs per model")
-    p.add_argument("--pretrain-epochs", type=int, default=None, help="contrastive pre-training epochs")
+    p.add_argument(
+        "--alphas",
+        type=alphas_arg,
+        default="0:1:0.1",
+        help="WiSE-FT alphas in [0, 1] (start:stop:step or a list), selected on the validation split",
+    )
+    p.add_argument(
+        "--seeds",
+        type=seeds_arg,
+        default="3",
+        help=f"a count (3 = seeds 0,1,2; at most {MAX_SEEDS}) or a list (0,4,7)",
+    )
+    p.add_argument("--epochs", type=positive_int, default=None, help="(fine-tuning) epochs per model, >= 1")
+    p.add_argument(
+        "--pretrain-epochs", type=nonneg_int, default=None, help="contrastive pre-training epochs, >= 0"
+    )
     p.add_argument("--no-specialists", action="store_true", help="do not add the specialists S = T")
     p.add_argument("--json", dest="json_path", default=None, help="write the grid as JSON here")
     p.add_argument("--report", default=None, help="folder for grid.json, grid.md and heatmap.png")
@@ -44,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ContractError(f"--methods {args.methods!r}: allowed methods are {list(METHODS)}")
-    seeds = parse_seeds(args.seeds)
+    if args.json_path:
+        check_out_path(args.json_path, "--json")
+    if args.report:
+        check_out_path(args.report, "--report")
+    seeds = args.seeds  # parsed and checked by seeds_arg
     dataset = load_data(args)
     u = dataset.modality_names
     train_sets = parse_sets(args.train_sets, u) if args.train_sets else subsets(u)
@@ -56,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     }
     base = replace(base, **overrides)
     t0 = time.perf_counter()
-    from edgefuse.wiseft import parse_alphas
-
     interventions = [v.strip() for v in args.interventions.split(",") if v.strip()]
     grid = run_grid(
         dataset,
@@ -66,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         seeds,
         base,
         interventions=interventions,
-        wiseft_alphas=parse_alphas(args.alphas),
+        wiseft_alphas=args.alphas,  # parsed and checked by alphas_arg
         include_specialists=not args.no_specialists,
         progress=True,
     )

@@ -4,15 +4,36 @@
 ``--image`` loads a PNG as grayscale in [0, 1], block-averages it to the modality's shape (8x8) and
 applies the manifest's image parameters (``scale``: pixel values are first mapped to the dataset's raw
 range ``0..1/scale`` and then multiplied by ``scale``); ``--npz`` gives arrays by modality name.
+
+Every input file is untrusted: it is read through :mod:`edgefuse.trust` (regular files only, bounded
+reads: :data:`~edgefuse.data.audio.MAX_WAV_BYTES` for a WAV, :data:`MAX_IMAGE_BYTES` and
+:data:`MAX_IMAGE_PIXELS` for an image, :data:`MAX_NPZ_INPUT_BYTES` for an .npz, whose every array header is
+checked before anything is allocated and which is never unpickled).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgefuse.cli._common import add_pin_arg
+
+#: Largest image file ``--image`` reads (bytes).
+MAX_IMAGE_BYTES = 64 << 20
+#: Largest image ``--image`` decodes (pixels, e.g. 4096 x 4096); it is block-averaged down to 8x8 anyway.
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: Largest ``--npz`` file, and largest total of the array bytes its headers declare (one sample is a few KB).
+MAX_NPZ_INPUT_BYTES = 256 << 20
+
+
+def _missing(p: Path) -> bool:
+    """True when nothing at all is at ``p`` (a FIFO or a device is there, and is refused when read)."""
+    return not os.path.lexists(p)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -27,6 +48,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--npz", default=None, help=".npz of inputs keyed by modality name (with or without batch)"
     )
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    add_pin_arg(p)
     return p
 
 
@@ -57,7 +79,7 @@ def wav_input(path: str | Path, spec: dict[str, Any]) -> np.ndarray:
     from edgefuse.errors import ContractError
 
     p = Path(path)
-    if not p.is_file():
+    if _missing(p):
         raise ContractError(f"--wav {p}: no such file; give a mono 16-bit PCM WAV")
     cfg = AudioFeatureConfig.from_dict(dict(spec.get("params") or {}))
     wave_, _ = read_wav(p, sample_rate=cfg.sample_rate)
@@ -71,17 +93,28 @@ def wav_input(path: str | Path, spec: dict[str, Any]) -> np.ndarray:
     return feats[None].astype(np.dtype(spec["dtype"]), copy=False)
 
 
-def _read_gray(p: Path) -> np.ndarray:
-    """Grayscale float image in [0, 1] (PIL when installed, else matplotlib)."""
+def _check_pixels(p: Path, width: int, height: int) -> None:
+    from edgefuse.errors import ContractError
+
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ContractError(
+            f"--image {p}: {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} pixels (4096x4096) read; "
+            "downscale it first (it is block-averaged to the modality's 8x8 anyway)"
+        )
+
+
+def _read_gray(p: Path, data: bytes) -> np.ndarray:
+    """Grayscale float image in [0, 1] from the file's bytes (PIL when installed, else matplotlib)."""
     try:
         from PIL import Image
 
-        with Image.open(p) as im:
+        with Image.open(io.BytesIO(data)) as im:
+            _check_pixels(p, im.width, im.height)  # from the header, before decoding
             arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
     except ImportError:
         import matplotlib.image as mpimg
 
-        arr = np.asarray(mpimg.imread(p), dtype=np.float64)
+        arr = np.asarray(mpimg.imread(io.BytesIO(data)), dtype=np.float64)
         if arr.max() > 1.0:  # integer images from non-PNG readers
             arr = arr / 255.0
         if arr.ndim == 3:
@@ -91,15 +124,28 @@ def _read_gray(p: Path) -> np.ndarray:
 
 def image_input(path: str | Path, spec: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
     """``(1, *shape)`` float32 image and notes (PCA-degraded training input, cropping)."""
-    from edgefuse.errors import ContractError
+    from edgefuse.errors import ContractError, EdgeFuseError
+    from edgefuse.trust import read_bounded
 
     p = Path(path)
-    if not p.is_file():
+    if _missing(p):
         raise ContractError(f"--image {p}: no such file; give a PNG")
     try:
-        gray = _read_gray(p)
+        data = read_bounded(p, max_bytes=MAX_IMAGE_BYTES, what=f"--image {p}")
+    except EdgeFuseError as exc:
+        raise ContractError(f"{exc}; give a regular PNG file of at most {MAX_IMAGE_BYTES} bytes") from None
+    try:
+        gray = _read_gray(p, data)
+    except ContractError:
+        raise
     except Exception as exc:
-        raise ContractError(f"--image {p}: cannot read it as an image ({type(exc).__name__}: {exc})") from exc
+        raise ContractError(
+            f"--image {p}: cannot read it as an image ({type(exc).__name__}: {exc})"
+        ) from None
+    if gray.ndim != 2:
+        raise ContractError(
+            f"--image {p}: decoded to shape {gray.shape}, not a 2-D grayscale image; give a PNG"
+        )
     shape = tuple(int(d) for d in spec["shape"])
     out_h, out_w = shape[-2], shape[-1]
     h, w = gray.shape
@@ -126,17 +172,44 @@ def image_input(path: str | Path, spec: dict[str, Any]) -> tuple[np.ndarray, lis
 
 
 def npz_inputs(path: str | Path, session: Any) -> dict[str, np.ndarray]:
-    """Arrays of an .npz keyed by modality name (a batch dimension is added when missing)."""
-    from edgefuse.errors import ContractError
+    """Arrays of an .npz keyed by modality name (a batch dimension is added when missing).
+
+    Raises:
+        ContractError: See :func:`read_npz`.
+    """
+    return _add_batch(read_npz(path), session)
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz of inputs, keyed by member name.
+
+    The file is read with :func:`edgefuse.trust.read_bounded` and :func:`edgefuse.trust.load_npz`: every
+    array header is checked before anything is allocated, pickled objects are refused.
+
+    Raises:
+        ContractError: No such file, not a regular file, larger than :data:`MAX_NPZ_INPUT_BYTES`, not an
+            .npz of plain arrays, or a header that declares more data than the file holds.
+    """
+    from edgefuse.errors import ContractError, EdgeFuseError
+    from edgefuse.trust import load_npz, read_bounded
 
     p = Path(path)
-    if not p.is_file():
+    if _missing(p):
         raise ContractError(f"--npz {p}: no such file")
+    fix = (
+        "give an .npz of plain numeric arrays keyed by modality name, e.g. np.savez(path, audio=x), of at "
+        f"most {MAX_NPZ_INPUT_BYTES} bytes"
+    )
     try:
-        with np.load(p, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:
-        raise ContractError(f"--npz {p}: cannot read it ({type(exc).__name__}: {exc})") from exc
+        raw = read_bounded(p, max_bytes=MAX_NPZ_INPUT_BYTES, what=f"--npz {p}")
+        arrays = load_npz(raw, what=f"--npz {p}", max_bytes=MAX_NPZ_INPUT_BYTES)
+    except EdgeFuseError as exc:
+        raise ContractError(f"{exc}; {fix}") from None
+    return arrays
+
+
+def _add_batch(arrays: dict[str, np.ndarray], session: Any) -> dict[str, np.ndarray]:
+    """Add a batch dimension to arrays holding exactly one sample of their modality."""
     specs = {m["name"]: m for m in session.manifest.data["modalities"]}
     out = {}
     for key, value in arrays.items():
@@ -160,9 +233,12 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.artifact).is_dir():
         raise ContractError(f"{args.artifact}: no such artifact folder (it must hold manifest.json)")
     notes: list[str] = []
-    with load(args.artifact, profile=args.profile, backend=args.backend) as session:
-        if args.npz:
-            inputs = npz_inputs(args.npz, session)
+    arrays = read_npz(args.npz) if args.npz else None  # refused before the artifact is loaded
+    with load(
+        args.artifact, profile=args.profile, backend=args.backend, manifest_sha256=args.manifest_sha256
+    ) as session:
+        if arrays is not None:
+            inputs = _add_batch(arrays, session)
         else:
             inputs = {}
             if args.wav:

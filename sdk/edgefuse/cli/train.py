@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgefuse.cli._common import add_data_args, load_data, parse_params, progress_callback
+from edgefuse.cli._common import (
+    MAX_SEED,
+    add_data_args,
+    check_out_path,
+    load_data,
+    nonneg_int,
+    param_arg,
+    parse_params,
+    positive_float,
+    positive_int,
+    progress_callback,
+    seed_int,
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -14,9 +26,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_data_args(p)
     p.add_argument("--modalities", default=None, help="labelled modalities S, comma-separated (default: all)")
     p.add_argument("--method", default="supervised", choices=["supervised", "contrastive"])
-    p.add_argument("--epochs", type=int, default=None, help="(fine-tuning) epochs (default: the recipe's)")
-    p.add_argument("--pretrain-epochs", type=int, default=None, help="contrastive pre-training epochs")
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument(
+        "--epochs", type=positive_int, default=None, help="(fine-tuning) epochs, >= 1 (default: the recipe's)"
+    )
+    p.add_argument(
+        "--pretrain-epochs", type=nonneg_int, default=None, help="contrastive pre-training epochs, >= 0"
+    )
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate, a finite number > 0")
     p.add_argument(
         "--intervention", default="none", choices=["none", "moddrop", "masd"], help="robustness intervention"
     )
@@ -24,10 +40,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--param",
         action="append",
         default=[],
+        type=param_arg,
         metavar="NAME=VALUE",
         help="intervention hyper-parameter, repeatable: moddrop p=0.5; masd K=1 lambda=1 beta=0.5 tau=2",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help=f"training seed, 0..{MAX_SEED} (default 0)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint folder")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -38,16 +55,37 @@ def run(args: argparse.Namespace) -> int:
     """Train, evaluate on every test set, save the checkpoint, print a summary."""
     import json
     from dataclasses import replace
-    from pathlib import Path
+
+    out = check_out_path(args.out)  # fail before importing torch and spending minutes on training
+    from edgefuse.errors import CheckpointError
+    from edgefuse.outputs import CHECKPOINT, check_output
+
+    # an existing path without --overwrite, or one --overwrite may not replace (anything but a checkpoint
+    # folder: the user's files, an export artifact, the dataset folder, a file) is refused before training
+    fsdd = [args.fsdd] if getattr(args, "fsdd", None) else []
+    check_output(out, CHECKPOINT, overwrite=args.overwrite, protect=fsdd, error=CheckpointError)
 
     from edgefuse.checkpoint import save_checkpoint
-    from edgefuse.errors import CheckpointError
+    from edgefuse.interventions import make_loss
     from edgefuse.robustness import format_set, parse_sets, subsets
     from edgefuse.train import TrainConfig, accuracy, train
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:  # fail before spending minutes on training
-        raise CheckpointError(f"{out} already exists; pass --overwrite or choose another --out")
+    overrides = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "pretrain_epochs": args.pretrain_epochs,
+            "lr": args.lr,
+        }.items()
+        if v is not None
+    }
+    params = parse_params(args.param)
+    # the recipe, the intervention and its parameters are checked before the data is loaded (the
+    # modalities, known only from the data, do not change what is checked here)
+    probe = TrainConfig(
+        modalities=("audio",), method=args.method, intervention=args.intervention, intervention_params=params
+    )
+    make_loss(replace(probe, **overrides))
     dataset = load_data(args)
     u = dataset.modality_names
     s = parse_sets(args.modalities.replace(",", "+"), u)[0] if args.modalities else u
@@ -56,13 +94,8 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         seed=args.seed,
         intervention=args.intervention,
-        intervention_params=parse_params(args.param),
+        intervention_params=params,
     )
-    overrides = {
-        k: v
-        for k, v in {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "lr": args.lr}.items()
-        if v is not None
-    }
     cfg = replace(cfg, **overrides)
     with progress_callback(f"{args.method} S={format_set(s)}") as cb:
         result = train(dataset, cfg, progress=None if args.json else cb)

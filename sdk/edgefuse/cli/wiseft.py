@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgefuse.cli._common import add_data_args, load_data
+from edgefuse.cli._common import add_data_args, alphas_arg, check_out_path, load_data, probability
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -18,11 +18,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--theta1", required=True, help="standard fine-tuned checkpoint")
     p.add_argument(
-        "--alphas", default="0:1:0.1", help="start:stop:step or a list (theta = (1-a) theta0 + a theta1)"
+        "--alphas",
+        type=alphas_arg,
+        default="0:1:0.1",
+        help="alphas in [0, 1]: start:stop:step or a list (theta = (1-a) theta0 + a theta1)",
     )
     p.add_argument("--select-on", default="val", help="split to choose alpha on (never test)")
     p.add_argument(
-        "--tolerance", type=float, default=0.01, help="allowed full-modality accuracy loss (0.01 = 1 point)"
+        "--tolerance",
+        type=probability,
+        default=0.01,
+        help="allowed full-modality accuracy loss, in [0, 1] (0.01 = 1 point)",
     )
     p.add_argument("--out", required=True, help="checkpoint folder for the chosen model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -32,19 +38,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Sweep α, write the chosen checkpoint plus the sweep table (Markdown, JSON) and plot."""
-    from pathlib import Path
+    from edgefuse.errors import CheckpointError
+    from edgefuse.outputs import CHECKPOINT, check_output
+
+    out = check_out_path(args.out)  # before importing torch
+    # refused before any work: an existing folder that is not a replaceable checkpoint, or an input
+    check_output(
+        out, CHECKPOINT, overwrite=args.overwrite, protect=[args.theta0, args.theta1], error=CheckpointError
+    )
+    alphas = args.alphas  # parsed and checked by alphas_arg
 
     from rich.console import Console
     from rich.markdown import Markdown
 
     from edgefuse.checkpoint import load_checkpoint, save_checkpoint
-    from edgefuse.errors import CheckpointError
-    from edgefuse.wiseft import check_same_architecture, parse_alphas, sweep
+    from edgefuse.wiseft import check_same_architecture, sweep
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise CheckpointError(f"{out} already exists; pass --overwrite or choose another --out")
-    alphas = parse_alphas(args.alphas)
     c0, c1 = load_checkpoint(args.theta0), load_checkpoint(args.theta1)
     check_same_architecture(c0.model, c1.model)  # fail before loading data
     dataset = load_data(args)

@@ -21,6 +21,13 @@ The ``logmel-v1`` recipe, step by step (a device reproduces it from :class:`Audi
    ``(n_mels, frames)`` map.
 
 The output is float32 ``(1, n_mels, frames)``; with the defaults ``(1, 32, 61)``.
+
+WAV files come from outside and are untrusted. :func:`read_wav` opens them only through
+:func:`edgefuse.trust.read_bounded` (regular files of at most :data:`MAX_WAV_BYTES`; a FIFO or a device is
+refused before it is read), and :func:`parse_wav_bytes` checks the header before decoding anything: one
+channel, 16 bits per sample, a sample rate in ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``, a ``data`` chunk no
+longer than the file and at most :data:`MAX_WAV_SECONDS` of audio. So a hostile header can neither make
+the reader allocate more than the file holds nor make the resampler build a gigantic filter.
 """
 
 from __future__ import annotations
@@ -39,9 +46,14 @@ from typing import Any
 import numpy as np
 
 from edgefuse.errors import DataError
+from edgefuse.trust import ArtifactIntegrityError, UnsafeFileError, read_bounded
 
 __all__ = [
     "EXPECTED_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+    "MAX_WAV_BYTES",
+    "MAX_WAV_SECONDS",
+    "MIN_SAMPLE_RATE",
     "AudioFeatureConfig",
     "logmel",
     "logmel_batch",
@@ -49,6 +61,7 @@ __all__ = [
     "normalize_waveform",
     "parse_wav_bytes",
     "read_wav",
+    "read_wav_file",
     "resample",
 ]
 
@@ -57,11 +70,27 @@ logger = logging.getLogger(__name__)
 #: The sample rate of FSDD and of the default features.
 EXPECTED_SAMPLE_RATE = 8000
 
+#: Largest WAV file read (64 MiB: over 11 minutes of 16-bit mono at 48 kHz; an FSDD recording is ~15 KB).
+MAX_WAV_BYTES = 64 << 20
+#: Lowest sample rate a WAV header may declare (Hz); lower rates are corrupt headers, not speech.
+MIN_SAMPLE_RATE = 1_000
+#: Highest sample rate a WAV header may declare (Hz): the highest rate of professional audio interfaces.
+MAX_SAMPLE_RATE = 384_000
+#: Longest recording read (seconds): bounds the samples produced by resampling whatever the rate.
+MAX_WAV_SECONDS = 600.0
+
+_SOX_HINT = "e.g. `sox in.wav -c 1 -b 16 -e signed-integer -r 8000 out.wav`"
+
 #: Added to the per-utterance standard deviation of the log-mel map before dividing.
 STD_EPS = 1e-5
 
 # Number of utterances framed and transformed at once in :func:`logmel_batch` (bounds peak memory).
 _CHUNK = 256
+# Bounds of AudioFeatureConfig: largest FFT, most mel bands, most STFT values (frames x bins) of one
+# utterance (the defaults use 61 x 129); logmel_batch transforms fewer utterances at once when they are big.
+_MAX_N_FFT = 1 << 16
+_MAX_N_MELS = 1024
+_MAX_STFT_VALUES = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -96,17 +125,35 @@ class AudioFeatureConfig:
     rms_floor: float = 1e-3
 
     def __post_init__(self) -> None:
+        # The config may come from an artifact's manifest (untrusted): every field is typed, finite and
+        # bounded, so that no config can make the features allocate more than _MAX_STFT_VALUES per utterance.
         problems = []
-        if self.sample_rate < 1:
-            problems.append(f"sample_rate={self.sample_rate} must be >= 1")
-        if self.duration_s <= 0:
-            problems.append(f"duration_s={self.duration_s} must be > 0")
-        if self.n_fft < 2:
-            problems.append(f"n_fft={self.n_fft} must be >= 2")
+        for name in ("sample_rate", "n_fft", "hop", "n_mels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                problems.append(f"{name}={value!r} must be an integer")
+        for name in ("duration_s", "fmin", "fmax", "log_eps", "rms_floor"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float | np.number)
+                or not math.isfinite(value)
+            ):
+                problems.append(f"{name}={value!r} must be a finite number")
+        if problems:
+            raise DataError("invalid AudioFeatureConfig: " + "; ".join(problems))
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            problems.append(
+                f"sample_rate={self.sample_rate} must be in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
+            )
+        if not 0 < self.duration_s <= MAX_WAV_SECONDS:
+            problems.append(f"duration_s={self.duration_s} must be in (0, {MAX_WAV_SECONDS:g}]")
+        if not 2 <= self.n_fft <= _MAX_N_FFT:
+            problems.append(f"n_fft={self.n_fft} must be in 2..{_MAX_N_FFT}")
         if self.hop < 1:
             problems.append(f"hop={self.hop} must be >= 1")
-        if self.n_mels < 1:
-            problems.append(f"n_mels={self.n_mels} must be >= 1")
+        if not 1 <= self.n_mels <= _MAX_N_MELS:
+            problems.append(f"n_mels={self.n_mels} must be in 1..{_MAX_N_MELS}")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             problems.append(
                 f"fmin={self.fmin}, fmax={self.fmax} must satisfy 0 <= fmin < fmax <= sample_rate/2 "
@@ -119,6 +166,11 @@ class AudioFeatureConfig:
         if not problems and self.n_samples < self.n_fft:
             problems.append(
                 f"duration_s={self.duration_s} gives {self.n_samples} samples, fewer than n_fft={self.n_fft}"
+            )
+        if not problems and self.frames * (self.n_fft // 2 + 1) > _MAX_STFT_VALUES:
+            problems.append(
+                f"the STFT of one utterance would hold {self.frames} frames x {self.n_fft // 2 + 1} bins, more "
+                f"than {_MAX_STFT_VALUES} values; use a shorter duration_s, a larger hop or a smaller n_fft"
             )
         if problems:
             raise DataError("invalid AudioFeatureConfig: " + "; ".join(problems))
@@ -163,8 +215,84 @@ class AudioFeatureConfig:
 # --------------------------------------------------------------------------------------------------
 
 
+def _check_header(data: bytes, name: str) -> None:
+    """Check the ``fmt `` and ``data`` chunks of a RIFF/WAVE header before anything is decoded.
+
+    Walks the chunks within ``data`` only (never past its end). Bytes that are not a RIFF/WAVE file, or
+    whose ``fmt `` chunk is missing or short, are left to :mod:`wave` to report.
+
+    Raises:
+        DataError: A header field is out of range (channels, bits per sample, sample rate), the ``data``
+            chunk declares more bytes than the file holds, or the recording is longer than
+            :data:`MAX_WAV_SECONDS`. The message names the file, the field, its value and what is allowed.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return
+    fmt: tuple[int, ...] | None = None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id = data[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        body = pos + 8
+        if chunk_id == b"fmt ":
+            if size < 16 or body + 16 > len(data):
+                return  # wave reports the short fmt chunk
+            fmt = struct.unpack_from("<HHIIHH", data, body)
+        elif chunk_id == b"data":
+            if fmt is None:
+                return  # wave reports "data chunk before fmt chunk"
+            _check_fmt(fmt, name)
+            held = len(data) - body
+            if size > held:
+                raise DataError(
+                    f"{name}: is truncated: its data chunk declares {size} bytes ({size // 2} samples) but "
+                    f"the file holds {held} bytes after the header; re-download or re-export it"
+                )
+            seconds = (size // 2) / fmt[2]
+            if seconds > MAX_WAV_SECONDS:
+                raise DataError(
+                    f"{name}: lasts {seconds:.0f} s ({size // 2} samples at {fmt[2]} Hz); at most "
+                    f"{MAX_WAV_SECONDS:.0f} s of audio is read per file; cut it into shorter recordings"
+                )
+            return
+        pos = body + size + (size & 1)
+    if fmt is not None:
+        _check_fmt(fmt, name)
+
+
+def _check_fmt(fmt: tuple[int, ...], name: str) -> None:
+    """Refuse channels, bits per sample and sample rates outside what EdgeFuse reads."""
+    _tag, channels, rate, _byte_rate, _align, bits = fmt
+    if channels == 0:
+        raise DataError(
+            f"{name}: header field 'channels' is 0; allowed: 1 (mono); the file is corrupt: re-export it, "
+            f"{_SOX_HINT}"
+        )
+    if channels != 1:
+        raise DataError(
+            f"{name}: has {channels} channels; mono required (header field 'channels' must be 1); "
+            f"convert it, e.g. `sox {name} -c 1 out.wav`"
+        )
+    if bits != 16:
+        raise DataError(
+            f"{name}: sample width is {bits}-bit (header field 'bits per sample' = {bits}); only 16-bit PCM "
+            f"is supported; convert it, e.g. `sox {name} -b 16 -e signed-integer out.wav`"
+        )
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise DataError(
+            f"{name}: header field 'sample rate' is {rate} Hz, outside the allowed {MIN_SAMPLE_RATE}.."
+            f"{MAX_SAMPLE_RATE} Hz; the header is corrupt or the file is not audio: re-export it at "
+            f"{EXPECTED_SAMPLE_RATE} Hz, {_SOX_HINT}"
+        )
+
+
 def parse_wav_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
     """Decode a mono 16-bit PCM WAV held in memory.
+
+    The header is checked before anything is decoded (see the module docstring): the bytes must be at
+    most :data:`MAX_WAV_BYTES`, and the header must declare one channel, 16 bits per sample, a sample rate
+    in ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` Hz, no more data than the file holds and at most
+    :data:`MAX_WAV_SECONDS` of audio.
 
     Args:
         data: The file's bytes.
@@ -174,13 +302,19 @@ def parse_wav_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
         ``(wave, sample_rate)``: float32 ``(n,)`` samples in [-1, 1) (int16 / 32768) and the file's rate.
 
     Raises:
-        DataError: When the bytes are empty, not a WAV, truncated or corrupt, not mono, not 16-bit, or hold
-            no samples. The message names the file.
+        DataError: When the bytes are empty, too large, not a WAV, truncated or corrupt, not mono, not
+            16-bit, have a sample rate out of range, or hold no samples. The message names the file.
     """
     if not data:
         raise DataError(
             f"{name}: the file is empty (0 bytes); expected a mono 16-bit PCM WAV; replace the file"
         )
+    if len(data) > MAX_WAV_BYTES:
+        raise DataError(
+            f"{name}: has {len(data)} bytes, more than the {MAX_WAV_BYTES} bytes (64 MiB) allowed per WAV "
+            "file; cut it into shorter recordings"
+        )
+    _check_header(data, name)
     try:
         with wave.open(io.BytesIO(data), "rb") as reader:
             channels = reader.getnchannels()
@@ -204,8 +338,11 @@ def parse_wav_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
             f"{name}: sample width is {width * 8}-bit ({width} bytes); only 16-bit PCM is supported; "
             f"convert it, e.g. `sox {name} -b 16 -e signed-integer out.wav`"
         )
-    if rate < 1:
-        raise DataError(f"{name}: header says sample rate {rate} Hz; the file is corrupt: re-export it")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:  # pragma: no cover - _check_header refuses it first
+        raise DataError(
+            f"{name}: header field 'sample rate' is {rate} Hz, outside the allowed {MIN_SAMPLE_RATE}.."
+            f"{MAX_SAMPLE_RATE} Hz; re-export it"
+        )
     expected = n_frames * channels * width
     if len(payload) != expected or n_frames == 0:
         what = (
@@ -264,6 +401,26 @@ def _conform_rate(
     return resample(samples, rate, sample_rate), sample_rate
 
 
+def read_wav_file(path: str | Path) -> bytes:
+    """The bytes of a WAV file, read through :func:`edgefuse.trust.read_bounded` (at most :data:`MAX_WAV_BYTES`).
+
+    Raises:
+        DataError: The file is missing, is not a regular file (FIFO, device, folder...), cannot be opened,
+            or is larger than :data:`MAX_WAV_BYTES`. The message names the file and the fix.
+    """
+    try:
+        return read_bounded(path, max_bytes=MAX_WAV_BYTES, what="WAV file")
+    except ArtifactIntegrityError:
+        raise DataError(
+            f"{path}: cannot read the file (no such file); expected a mono 16-bit PCM WAV"
+        ) from None
+    except UnsafeFileError as exc:
+        raise DataError(
+            f"{exc}. A WAV is read only from a regular file of at most {MAX_WAV_BYTES} bytes (64 MiB); "
+            "give such a file (cut longer recordings)"
+        ) from None
+
+
 def read_wav(
     path: str | Path, *, sample_rate: int | None = EXPECTED_SAMPLE_RATE, resample: bool = True
 ) -> tuple[np.ndarray, int]:
@@ -280,16 +437,13 @@ def read_wav(
         ``None``).
 
     Raises:
-        DataError: When the file cannot be opened, is empty, corrupt, truncated, not a WAV, not mono, not
-            16-bit, or has another rate with ``resample=False``. The message names the file.
+        DataError: When the file is missing, not a regular file (FIFO, device...), larger than
+            :data:`MAX_WAV_BYTES`, empty, corrupt, truncated, not a WAV, not mono, not 16-bit, has a sample
+            rate outside ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` or lasts more than :data:`MAX_WAV_SECONDS`, or
+            has another rate with ``resample=False``. The message names the file.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(
-            f"{path}: cannot read the file ({exc}); expected a readable mono 16-bit PCM WAV"
-        ) from exc
+    data = read_wav_file(path)
     samples, rate = parse_wav_bytes(data, str(path))
     return _conform_rate(samples, rate, str(path), sample_rate, resample_=resample)
 
@@ -392,8 +546,9 @@ def logmel_batch(waves: Sequence[np.ndarray], cfg: AudioFeatureConfig = AudioFea
         return out
     fb = mel_filterbank(cfg)
     window = _hann(cfg.n_fft)
-    for start in range(0, len(waves), _CHUNK):
-        chunk = waves[start : start + _CHUNK]
+    step = max(1, min(_CHUNK, _MAX_STFT_VALUES // (cfg.frames * (cfg.n_fft // 2 + 1))))
+    for start in range(0, len(waves), step):
+        chunk = waves[start : start + step]
         batch = np.empty((len(chunk), n), dtype=np.float32)
         for i, item in enumerate(chunk):
             w = np.asarray(item)

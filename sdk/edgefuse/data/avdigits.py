@@ -69,10 +69,18 @@ _WHAT_IS_FSDD = (
     f"folder (the one containing recordings/, or recordings/ itself) with `--fsdd PATH` or `{FSDD_ENV}=PATH`"
 )
 _SHOW_SKIPPED = 5
+#: Most bytes of .wav files read from one FSDD folder (each file is also bounded by
+#: :data:`edgefuse.data.audio.MAX_WAV_BYTES`); the real FSDD holds about 20 MB.
+MAX_FSDD_BYTES = 1 << 30
 
 
 def _is_wav(p: Path) -> bool:
-    return p.suffix.lower() == ".wav" and p.is_file()
+    """Whether ``p`` is named ``*.wav`` and is not a folder.
+
+    A FIFO, a device or a dangling symlink named ``*.wav`` counts, so that reading it reports it (the
+    reader refuses it without opening it) instead of silently leaving it out.
+    """
+    return p.suffix.lower() == ".wav" and not p.is_dir()
 
 
 def resolve_fsdd(path: str | Path | None = None) -> Path:
@@ -147,6 +155,7 @@ def _scan(folder: Path, *, skip_bad: bool) -> tuple[list[_Recording], list[tuple
     """Read every ``.wav`` (sorted by name); return the well-named ones and the skipped (name, reason)."""
     recordings: list[_Recording] = []
     skipped: list[tuple[str, str]] = []
+    total = 0
     for p in sorted((p for p in folder.iterdir() if _is_wav(p)), key=lambda p: p.name):
         try:
             label, speaker = _parse_name(p.name)
@@ -156,9 +165,18 @@ def _scan(folder: Path, *, skip_bad: bool) -> tuple[list[_Recording], list[tuple
             skipped.append((p.name, str(exc)))
             continue
         try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise DataError(f"{p}: cannot read the file ({exc}); check its permissions") from exc
+            data = _audio.read_wav_file(p)  # bounded; refuses FIFOs, devices, files over MAX_WAV_BYTES
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            skipped.append((p.name, str(exc)))
+            continue
+        total += len(data)
+        if total > MAX_FSDD_BYTES:
+            raise DataError(
+                f"FSDD folder {folder}: the .wav files hold more than {MAX_FSDD_BYTES} bytes (1 GiB) in all "
+                f"(reached at {p.name}); FSDD itself holds about 20 MB: point --fsdd at the recordings only"
+            )
         recordings.append(_Recording(p.name, label, speaker, data))
     return recordings, skipped
 
@@ -416,8 +434,10 @@ def load_av_digits(
         audio: The ``logmel-v1`` feature parameters.
         cache_dir: Feature cache root (``<cache_dir>/features/<sha256>.npz``); default ``$EDGEFUSE_CACHE_DIR``,
             else ``~/.cache/edgefuse``. Never inside the FSDD folder.
-        skip_bad: Skip unusable files (bad name or label, corrupt, truncated, stereo, not 16-bit) with one
-            warning instead of raising; they are listed in ``meta["skipped"]``.
+        skip_bad: Skip unusable files (bad name or label; not a regular file or larger than
+            :data:`~edgefuse.data.audio.MAX_WAV_BYTES`; corrupt, truncated, stereo, not 16-bit, a sample rate
+            outside ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``, too long) with one warning instead of raising; they
+            are counted in the warning and listed in ``meta["skipped"]``.
         use_cache: ``False`` neither reads nor writes the feature cache.
 
     Returns:

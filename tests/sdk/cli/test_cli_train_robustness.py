@@ -42,8 +42,10 @@ def test_train_rejects_bad_values(tmp_path, capsys) -> None:  # type: ignore[no-
     out = str(tmp_path / "x")
     assert main(["train", *SYN, "--modalities", "audoi", "--out", out]) == 2
     assert "did you mean 'audio'" in capsys.readouterr().err
-    assert main(["train", *SYN, "--intervention", "masd", "--param", "K=oops", "--out", out]) == 2
-    assert "NAME=NUMBER" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused while the arguments are parsed
+        main(["train", *SYN, "--intervention", "masd", "--param", "K=oops", "--out", out])
+    assert exit_info.value.code == 2
+    assert "argument --param: write NAME=NUMBER" in capsys.readouterr().err
     assert main(["train", "--data", "av-digit", "--out", out]) == 2
     assert "did you mean 'av-digits'" in capsys.readouterr().err
 

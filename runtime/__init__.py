@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from edgefuse.runtime.backends.base import Backend
     from edgefuse.runtime.errors import BackendError, BackendStateError, InputError, VerificationError
     from edgefuse.runtime.registry import availability, available_backends, choose
-    from edgefuse.runtime.session import Prediction, ReferenceCheck, Session, VerifyReport, load
+    from edgefuse.runtime.results import Prediction, ReferenceCheck, VerifyReport
+    from edgefuse.runtime.session import Session, load
 
 __all__ = [
     "Backend",
@@ -50,10 +51,10 @@ _LAZY = {
     "availability": "edgefuse.runtime.registry",
     "available_backends": "edgefuse.runtime.registry",
     "choose": "edgefuse.runtime.registry",
-    "Prediction": "edgefuse.runtime.session",
-    "ReferenceCheck": "edgefuse.runtime.session",
+    "Prediction": "edgefuse.runtime.results",
+    "ReferenceCheck": "edgefuse.runtime.results",
     "Session": "edgefuse.runtime.session",
-    "VerifyReport": "edgefuse.runtime.session",
+    "VerifyReport": "edgefuse.runtime.results",
     "load": "edgefuse.runtime.session",
 }
 

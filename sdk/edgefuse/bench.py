@@ -750,10 +750,15 @@ def _precision_of(artifact: str | Path) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+#: Largest plain model file ``edgefuse bench model.onnx`` reads.
+MAX_MODEL_BYTES = 4 << 30
+
+
 class _ModelRunner:
     """Runs a plain ``.onnx`` (onnxruntime) or ``.tflite`` (LiteRT) file with generated inputs."""
 
-    def __init__(self, path: Path, threads: int | None) -> None:
+    def __init__(self, path: Path, threads: int | None, data: bytes) -> None:
+        """Load the model from ``data`` (the file's bytes, read once through :mod:`edgefuse.trust`)."""
         self.path = path
         self.suffix = path.suffix.lower()
         if self.suffix == ".onnx":
@@ -763,13 +768,13 @@ class _ModelRunner:
             opts.intra_op_num_threads = threads or 0
             opts.log_severity_level = 3
             self.backend = "onnxruntime"
-            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
             self._inputs = [(i.name, list(i.shape), i.type) for i in self._sess.get_inputs()]
         else:
             from ai_edge_litert.interpreter import Interpreter
 
             self.backend = "litert"
-            self._interp = Interpreter(model_path=str(path), num_threads=threads)
+            self._interp = Interpreter(model_content=data, num_threads=threads)
             self._details = self._interp.get_input_details()
             self._inputs = [(d["name"], list(d["shape_signature"]), str(d["dtype"])) for d in self._details]
             self._batch: int | None = None
@@ -845,12 +850,20 @@ def bench_model(
     Raises:
         ContractError: A missing file, an unsupported suffix, or bad counts.
     """
+    from edgefuse.errors import EdgeFuseError
+    from edgefuse.runtime.errors import BackendError
+    from edgefuse.trust import read_bounded
+
     _check_counts(warmup, iters)
     p = Path(path)
-    if not p.is_file():
+    if not os.path.lexists(p):
         raise ContractError(f"{p} does not exist; give an artifact folder or a .onnx / .tflite file")
     if p.suffix.lower() not in _MODEL_SUFFIXES:
         raise ContractError(f"{p}: unsupported model file {p.suffix!r}; supported: {list(_MODEL_SUFFIXES)}")
+    try:  # a regular file of bounded size: a FIFO or /dev/zero is refused before it is read
+        data = read_bounded(p, max_bytes=MAX_MODEL_BYTES, what="model file")
+    except EdgeFuseError as exc:
+        raise ContractError(str(exc)) from None
     prof = None
     if profile is not None:
         from edgefuse.profiles import get_profile
@@ -859,7 +872,14 @@ def bench_model(
         if threads is None:
             threads = max(1, min(int(prof.threads), os.cpu_count() or 1))
     t0 = time.perf_counter()
-    runner = _ModelRunner(p, threads)
+    try:
+        runner = _ModelRunner(p, threads, data)
+    except Exception as exc:  # the library's own parse error: say which file and that it is not loadable
+        backend = "onnxruntime" if p.suffix.lower() == ".onnx" else "litert"
+        raise BackendError(
+            f"{p}: {backend} cannot load it ({type(exc).__name__}: {str(exc)[:300]}); is it a valid "
+            f"{p.suffix} model?"
+        ) from None
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     runner.run(1)

@@ -554,6 +554,35 @@ def _machine() -> dict[str, Any]:
     }
 
 
+#: Marks a folder as a demo output folder, which later runs may reuse and overwrite.
+DEMO_MARKER = ".edgefuse-demo"
+
+
+def claim_demo_folder(out: str | Path) -> Path:
+    """Make ``out`` the demo's folder, refusing one that holds anything else (nothing is overwritten).
+
+    Accepted: a missing or empty folder, a folder marked by an earlier demo (``.edgefuse-demo``), or one
+    from an earlier version of the demo (``report.json`` and ``demo.log``). The folder is created and
+    marked.
+
+    Raises:
+        ContractError: ``out`` is not a folder, or holds files that are not a demo's.
+    """
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise ContractError(f"--out {root}: exists and is not a folder; the demo writes a folder there")
+    if root.is_dir() and any(root.iterdir()):
+        legacy = (root / "report.json").is_file() and (root / "demo.log").is_file()
+        if not (root / DEMO_MARKER).is_file() and not legacy:
+            raise ContractError(
+                f"--out {root}: the folder holds files that are not an EdgeFuse demo's; the demo would "
+                "overwrite demo.log, report.* and its caches there. Give an empty or new folder"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("written by `edgefuse demo`; this folder may be reused and overwritten\n")
+    return root
+
+
 def run_demo(
     cfg: DemoConfig = DemoConfig(),
     *,
@@ -583,8 +612,7 @@ def run_demo(
         raise ContractError("epochs and bench_iters must be >= 1 and bench_warmup >= 0")
     steps = _Steps(say or (lambda _m: None), advance or (lambda _m: None))
     started = time.perf_counter()
-    root = Path(cfg.out)
-    root.mkdir(parents=True, exist_ok=True)
+    root = claim_demo_folder(cfg.out)
     profiles = [get_profile(p) for p in cfg.profiles] if cfg.profiles else list(list_profiles())
 
     t0 = time.perf_counter()

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -421,6 +422,11 @@ def validate(data: Any, where: str = MANIFEST_NAME) -> None:
             raise ManifestError(
                 f"{where}: files[{i}] path {rel!r} must stay inside the artifact folder (relative, no '..')"
             )
+        if posixpath.normpath(rel) != rel or rel == "." or "\\" in rel:
+            raise ManifestError(
+                f"{where}: files[{i}] path {rel!r} must be a plain relative path to a file in the folder "
+                "(no '.', no './', no trailing or doubled '/', no backslash)"
+            )
         if not _is_int(f["size"]) or f["size"] < 0:
             raise ManifestError(f"{where}: files[{i}].size must be an int >= 0; got {f['size']!r}")
         digest = f["sha256"]
@@ -441,6 +447,8 @@ def validate(data: Any, where: str = MANIFEST_NAME) -> None:
         _shape(m["shape"], where, f"modalities[{i}].shape", batch=False)
         if "graph" in m and not isinstance(m["graph"], str):
             raise _fail(where, f"modalities[{i}].graph must be a string")
+        if not isinstance(m.get("preprocessing", ""), str) or not isinstance(m.get("params", {}), Mapping):
+            raise _fail(where, f"modalities[{i}]: preprocessing must be a string and params an object")
     names = _str_list([m["name"] for m in data["modalities"]], where, "modalities[].name", min_len=1)
     model_names = _str_list(data["model_modalities"], where, "model_modalities", min_len=1)
     if not set(names) <= set(model_names):

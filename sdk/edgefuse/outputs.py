@@ -108,15 +108,30 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _artifact_files(manifest: dict[str, Any]) -> set[str]:
-    """The top-level entries an artifact's manifest accounts for (itself and the files it lists)."""
-    names = {"manifest.json"}
+def _artifact_files(manifest: dict[str, Any]) -> dict[str, bool]:
+    """Top-level entries an artifact's manifest accounts for -> whether each must be a folder.
+
+    Only an ``.mlpackage`` of a Core ML artifact is a folder; every other listed entry is a file.
+    """
+    names = {"manifest.json": False}
     files = manifest.get("files")
     for entry in files if isinstance(files, list) else []:
         rel = entry.get("path") if isinstance(entry, dict) else None
         if isinstance(rel, str) and rel and not os.path.isabs(rel):
-            names.add(Path(rel).parts[0])
+            top = Path(rel).parts[0] if Path(rel).parts else rel
+            names[top] = manifest.get("format") == "coreml" and top.endswith(".mlpackage")
     return names
+
+
+def _valid_manifest(manifest: dict[str, Any]) -> bool:
+    """Whether a manifest passes the full schema (a hand-edited one is not trusted to name its files)."""
+    from edgefuse.manifest import ManifestError, validate
+
+    try:
+        validate(manifest)
+    except (ManifestError, TypeError, ValueError, KeyError, AttributeError):
+        return False
+    return True
 
 
 def output_kind(folder: str | Path) -> str | None:
@@ -128,7 +143,8 @@ def output_kind(folder: str | Path) -> str | None:
     Returns:
         :data:`CHECKPOINT` when ``model.json`` is a JSON object with format ``"edgefuse-checkpoint"``,
         :data:`ARTIFACT` when ``manifest.json`` is a JSON object with an integer ``schema_version`` and a
-        known ``format``, ``"empty"`` for an empty folder, and None for anything else.
+        known ``format`` that passes the whole manifest schema (:func:`edgefuse.manifest.validate`),
+        ``"empty"`` for an empty folder, and None for anything else.
     """
     from edgefuse.manifest import FORMATS  # torch-free; imported here so that manifest may use this module
 
@@ -142,6 +158,7 @@ def output_kind(folder: str | Path) -> str | None:
         and isinstance(manifest.get("schema_version"), int)
         and not isinstance(manifest.get("schema_version"), bool)
         and manifest.get("format") in FORMATS
+        and _valid_manifest(manifest)
     ):
         return ARTIFACT
     with contextlib.suppress(OSError):
@@ -151,11 +168,27 @@ def output_kind(folder: str | Path) -> str | None:
 
 
 def _unlisted(folder: Path, kind: str) -> list[str]:
-    """Entries of an output folder that its description does not account for (the user's files)."""
-    allowed = (
-        _CHECKPOINT_FILES if kind == CHECKPOINT else _artifact_files(_read_json(folder / "manifest.json"))
-    )
-    return sorted(e.name for e in os.scandir(folder) if e.name not in allowed)
+    """Entries of an output folder that its description does not account for (the user's files).
+
+    An entry counts as accounted for only when it is listed *and* of the listed kind: a plain file (not a
+    symlink), or a plain folder for a Core ML package; a folder named by a hand-edited manifest is not.
+    """
+    if kind == CHECKPOINT:
+        allowed = dict.fromkeys(_CHECKPOINT_FILES, False)
+    else:
+        manifest = _read_json(folder / "manifest.json")
+        allowed = _artifact_files(manifest if isinstance(manifest, dict) else {})
+    foreign = []
+    for entry in os.scandir(folder):
+        want_dir = allowed.get(entry.name)
+        ok = (
+            want_dir is not None
+            and not entry.is_symlink()
+            and (entry.is_dir(follow_symlinks=False) if want_dir else entry.is_file(follow_symlinks=False))
+        )
+        if not ok:
+            foreign.append(entry.name)
+    return sorted(foreign)
 
 
 def _absolute(target: str | Path) -> Path:

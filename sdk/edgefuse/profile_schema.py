@@ -35,6 +35,10 @@ __all__ = [
 
 #: The schema version this EdgeFuse reads and writes.
 SCHEMA_VERSION = 1
+#: Largest integer any profile field takes (ram_mb, budgets...); batch sizes are capped by MAX_BATCH.
+MAX_INTEGER = (1 << 31) - 1
+#: Largest fixed batch size a profile may list (static-shape backends compile one signature per size).
+MAX_BATCH = 4096
 
 #: Sensor kinds a profile may list.
 SENSOR_KINDS: tuple[str, ...] = (
@@ -316,19 +320,24 @@ class _Reader:
             raise self.error(f"field '{path}' must not be empty")
         return value
 
-    def integer(self, value: object, path: str, *, minimum: int) -> int:
+    def integer(self, value: object, path: str, *, minimum: int, maximum: int = MAX_INTEGER) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.type_error(path, f"an integer >= {minimum}", value)
-        if value < minimum:
-            raise self.error(f"field '{path}' = {value}; expected an integer >= {minimum}")
+            raise self.type_error(path, f"an integer in [{minimum}, {maximum}]", value)
+        if not minimum <= value <= maximum:
+            shown = value if value.bit_length() < 64 else f"an integer of {value.bit_length()} bits"
+            raise self.error(f"field '{path}' = {shown}; expected an integer in [{minimum}, {maximum}]")
         return value
 
     def positive_float(self, value: object, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.type_error(path, "a number > 0", value)
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = float("inf")
         if not number > 0 or number == float("inf"):
-            raise self.error(f"field '{path}' = {value}; expected a finite number > 0")
+            shown = value if not isinstance(value, int) or value.bit_length() < 64 else "a huge integer"
+            raise self.error(f"field '{path}' = {shown}; expected a finite number > 0")
         return number
 
     def table(self, value: object, path: str) -> Mapping[str, Any]:
@@ -388,7 +397,7 @@ def _parse_sensors(reader: _Reader, value: object) -> tuple[Sensor, ...]:
                 "list each sensor kind once and set 'count' for several of the same kind"
             )
         seen[kind] = i
-        count = reader.integer(table.get("count", 1), f"{path}.count", minimum=1)
+        count = reader.integer(table.get("count", 1), f"{path}.count", minimum=1, maximum=1024)
         modality: str | None = None
         if "modality" in table:
             modality = reader.string(table["modality"], f"{path}.modality")
@@ -463,7 +472,7 @@ def _parse_batch_sizes(reader: _Reader, value: object) -> tuple[int, ...]:
         raise reader.error("field 'batch_sizes' must list at least one batch size, e.g. [1]")
     sizes: list[int] = []
     for i, item in enumerate(items):
-        size = reader.integer(item, f"batch_sizes[{i}]", minimum=1)
+        size = reader.integer(item, f"batch_sizes[{i}]", minimum=1, maximum=MAX_BATCH)
         if size in sizes:
             raise reader.error(f"field 'batch_sizes': duplicate batch size {size}")
         sizes.append(size)
@@ -542,7 +551,7 @@ def parse_profile(
                 f"precisions = {list(precisions)}; it supports {can}"
             )
     threads = reader.integer(
-        reader.require(data, "threads", "threads", "an integer >= 1"), "threads", minimum=1
+        reader.require(data, "threads", "threads", "an integer >= 1"), "threads", minimum=1, maximum=1024
     )
     ram_mb = reader.integer(reader.require(data, "ram_mb", "ram_mb", "an integer > 0"), "ram_mb", minimum=1)
     batch_sizes = _parse_batch_sizes(reader, data["batch_sizes"]) if "batch_sizes" in data else (1,)

@@ -90,6 +90,8 @@ def _parse_bytes(raw: bytes, source: str | os.PathLike[str], expected_id: str | 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{source}: invalid TOML: {exc}; fix the syntax there") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits (Python's conversion limit)
+        raise ProfileError(f"{source}: a value cannot be read ({exc}); no profile field needs it") from None
     except RecursionError:  # tomllib parses nested arrays / inline tables recursively
         raise ProfileError(too_deep) from None
     try:

@@ -73,11 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except EdgeFuseError as exc:
-        from rich.console import Console
-        from rich.markup import escape
+        from rich.text import Text
 
-        Console(stderr=True).print(
-            f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
+        from edgefuse.cli._common import plain_console
+
+        plain_console(stderr=True).print(
+            Text.assemble(("error:", "bold red"), f" {type(exc).__name__}: {exc}")
         )
         return 2
     except KeyboardInterrupt:  # pragma: no cover - interactive only

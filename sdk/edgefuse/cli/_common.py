@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "MAX_COUNT",
+    "MAX_EPOCHS",
     "MAX_SEED",
     "MAX_SEEDS",
     "MAX_THREADS",
@@ -25,6 +26,7 @@ __all__ = [
     "alphas_arg",
     "check_out_path",
     "check_pin",
+    "epochs_int",
     "int_in",
     "load_data",
     "nonneg_float",
@@ -32,8 +34,10 @@ __all__ = [
     "param_arg",
     "parse_params",
     "parse_seeds",
+    "plain_console",
     "positive_float",
     "positive_int",
+    "pretrain_epochs_int",
     "probability",
     "progress_callback",
     "seed_int",
@@ -46,6 +50,8 @@ MAX_SEED = 2**32 - 1
 MAX_SEEDS = 1000
 #: Largest count of calls/epochs accepted where a count is bounded (``--iters``, ``--warmup``).
 MAX_COUNT = 1_000_000
+#: Most training epochs an option accepts (a typo like 1e12 would otherwise train "forever").
+MAX_EPOCHS = 10_000
 #: Most intra-op threads accepted.
 MAX_THREADS = 1024
 
@@ -91,6 +97,16 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 def positive_int(text: str) -> int:
     """An argparse ``type=``: an integer >= 1."""
     return int_in(1)(text)
+
+
+def epochs_int(text: str) -> int:
+    """An argparse ``type=``: training epochs, an integer in ``1..MAX_EPOCHS``."""
+    return int_in(1, MAX_EPOCHS)(text)
+
+
+def pretrain_epochs_int(text: str) -> int:
+    """An argparse ``type=``: pre-training epochs, an integer in ``0..MAX_EPOCHS``."""
+    return int_in(0, MAX_EPOCHS)(text)
 
 
 def nonneg_int(text: str) -> int:
@@ -342,3 +358,15 @@ def check_pin(folder: str | Path, pin: str | None) -> None:
         read_checkpoint_info(folder, info_sha256=pin)
     else:
         read_manifest(folder, manifest_sha256=pin)
+
+
+def plain_console(**kwargs: Any) -> Any:
+    """A rich Console that never interprets markup in what it prints (names, labels, paths are data).
+
+    Labels, profile names, descriptions and folder names come from the user's files; with markup on, a
+    name like ``o[/]x`` would crash the print. Styled parts are passed as :class:`rich.text.Text`.
+    """
+    from rich.console import Console
+
+    kwargs.setdefault("highlight", False)
+    return Console(markup=False, **kwargs)

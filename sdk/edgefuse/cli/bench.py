@@ -7,9 +7,18 @@ the cache (reused while the checkpoint is unchanged), on every backend of the pr
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from edgefuse.cli._common import MAX_COUNT, MAX_THREADS, add_pin_arg, check_out_path, check_pin, int_in
+from edgefuse.cli._common import (
+    MAX_COUNT,
+    MAX_THREADS,
+    add_pin_arg,
+    check_out_path,
+    check_pin,
+    int_in,
+    plain_console,
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -62,13 +71,31 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _inside_input(out: Path, target: Path) -> bool:
+    """Whether ``out`` is the input itself or lies inside the input folder (after resolving symlinks)."""
+    out_real, target_real = out.resolve(), target.resolve()
+    return out_real == target_real or (target.is_dir() and target_real in out_real.parents)
+
+
+def _backends(text: str | None) -> list[str] | None:
+    """``--backend a,b`` as a list (None when not given); an empty list is refused."""
+    from edgefuse.errors import ContractError
+
+    if text is None:
+        return None
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    if not names:
+        raise ContractError(f"--backend {text!r} names no backend; give e.g. --backend onnxruntime,litert")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     """Benchmark and print a rich table with the definition of each figure."""
     import json
     from pathlib import Path
 
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from edgefuse.bench import (
         COLUMNS,
@@ -91,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
         raise ContractError(
             f"{target} does not exist; give an artifact folder, a checkpoint folder or a .onnx / .tflite file"
         )
+    for flag, where in (("--json", args.json), ("--report", args.report)):
+        if where is not None and _inside_input(Path(where), target):
+            raise ContractError(
+                f"{flag} {where} lies in the input {target}; the report would overwrite or add files there "
+                "(e.g. its manifest). Write it elsewhere"
+            )
     if target.is_dir():
         check_pin(target, args.manifest_sha256)
     elif args.manifest_sha256 is not None:
@@ -106,19 +139,19 @@ def run(args: argparse.Namespace) -> int:
             raise ContractError(f"--threads applies to plain model files; {kind} use the profile's threads")
         common: dict[str, Any] = {
             "profile": args.profile,
-            "backends": [b.strip() for b in args.backend.split(",") if b.strip()] if args.backend else None,
+            "backends": _backends(args.backend),
             "patterns": args.patterns,
             "warmup": args.warmup,
             "iters": args.iters,
             "rss": not args.no_rss,
         }
         if checkpoint:
-            console_err = Console(stderr=True)
+            console_err = plain_console(stderr=True)
             report = bench_checkpoint(
                 target,
                 **common,
                 cache_dir=args.cache_dir,
-                progress=lambda msg: console_err.print(f"[dim]{msg}[/]", highlight=False),
+                progress=lambda msg: console_err.print(Text(msg, style="dim")),
             )
         else:
             report = bench_artifact(target, **common)
@@ -139,9 +172,9 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
             rss=not args.no_rss,
         )
-    console = Console()
-    if not console.is_terminal:  # a pipe or file: do not squeeze the table into 80 columns
-        console = Console(width=220)
+    out_console = plain_console()
+    if not out_console.is_terminal:  # a pipe or file: do not squeeze the table into 80 columns
+        out_console = plain_console(width=220)
     table = Table(
         title=f"bench {report['artifact']} ({report['format']}, {report['layout']}; profile {report['profile']}; "
         f"warmup {report['warmup']}, iters {report['iters']})"
@@ -150,17 +183,17 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(title, justify="left" if title in ("backend", "pattern") else "right")
     for cells in table_rows(report):
         table.add_row(*cells)
-    console.print(table)
+    out_console.print(table)
     for key, text in report["definitions"].items():
-        console.print(f"[bold]{key}[/]: {text}", highlight=False)
+        out_console.print(Text.assemble((key, "bold"), f": {text}"))
     for text in notes(report):
-        console.print(f"note: {text}", highlight=False)
+        out_console.print(f"note: {text}")
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-        console.print(f"JSON written to {out}", highlight=False)
+        out_console.print(f"JSON written to {out}")
     if args.report:
         paths = save_report(report, args.report)
-        console.print(f"report written: {', '.join(str(p) for p in paths.values())}", highlight=False)
+        out_console.print(f"report written: {', '.join(str(p) for p in paths.values())}")
     return 0

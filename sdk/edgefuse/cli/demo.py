@@ -14,7 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edgefuse.cli._common import MAX_COUNT, MAX_SEED, check_out_path, int_in, positive_int, seed_int
+from edgefuse.cli._common import (
+    MAX_COUNT,
+    MAX_SEED,
+    check_out_path,
+    epochs_int,
+    int_in,
+    plain_console,
+    seed_int,
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -36,7 +44,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--profiles", default=None, help="comma-separated profile ids (default: every built-in profile)"
     )
     p.add_argument(
-        "--epochs", type=positive_int, default=20, help="training epochs per model, >= 1 (default 20)"
+        "--epochs", type=epochs_int, default=20, help="training epochs per model, 1..10000 (default 20)"
     )
     p.add_argument(
         "--seed", type=seed_int, default=0, help=f"training and data seed, 0..{MAX_SEED} (default 0)"
@@ -64,11 +72,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo with a progress display, then print the summary table."""
     import logging
 
-    from edgefuse.errors import ContractError
+    from edgefuse.demo import claim_demo_folder
 
     out = check_out_path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ContractError(f"--out {out}: exists and is not a folder; the demo writes a folder there")
+    claim_demo_folder(out)  # before demo.log is opened there: a folder of other files is refused
 
     # Converters' own chatter (C++ INFO lines of the TFLite converter, coremltools' version warnings)
     # would bury the progress display; errors still surface as exceptions.
@@ -76,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     logging.getLogger("coremltools").setLevel(logging.ERROR)
 
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
+    from rich.text import Text
 
     from edgefuse.demo import STEPS, DemoConfig, run_demo
 
@@ -94,17 +101,17 @@ def run(args: argparse.Namespace) -> int:
         rss=not args.no_rss,
         fresh=args.fresh,
     )
-    console = Console() if Console().is_terminal else Console(width=160)
+    con = plain_console() if plain_console().is_terminal else plain_console(width=160)
     # The progress display writes to a duplicate of stderr, so it stays visible while the converters'
     # C++ and Python chatter on file descriptor 2 goes to OUT/demo.log.
-    err = Console(
-        file=os.fdopen(os.dup(2), "w", buffering=1), force_terminal=Console(stderr=True).is_terminal
+    err = plain_console(
+        file=os.fdopen(os.dup(2), "w", buffering=1), force_terminal=plain_console(stderr=True).is_terminal
     )
     with Progress(
         TextColumn("[bold]demo[/]"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         TimeElapsedColumn(),
         console=err,
         transient=False,
@@ -119,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             if step not in done:
                 done.add(step)
                 bar.update(task, advance=1)
-                err.print(f"[green]✓[/] {step}", highlight=False)
+                err.print(Text.assemble(("✓", "green"), f" {step}"))
 
         log_path = cfg.out / "demo.log"
         with _stderr_to(log_path):
@@ -127,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
     patterns = report["grid"]["test_sets"]
     if report["data"]["audio"] == "synthetic":
-        console.print(f"[bold yellow]⚠ {report['data']['label']}[/]", highlight=False)
+        con.print(Text(f"⚠ {report['data']['label']}", style="bold yellow"))
     models = report["models"]
     t = Table(title="models (test accuracy per presence pattern)")
     t.add_column("model")
@@ -136,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     for role in ("baseline", "best"):
         m = models[role]
         t.add_row(f"{role}: {m['label']}", *[f"{m['test_accuracy'][p]:.3f}" for p in patterns])
-    console.print(t)
+    con.print(t)
     bench = {b["profile"]: b for b in report["bench"]}
     acc = {a["profile"]: a for a in report["accuracy"]}
     s = Table(title="per device profile (latency measured on this machine; estimate for the target)")
@@ -155,16 +162,19 @@ def run(args: argparse.Namespace) -> int:
         s.add_row(
             pid,
             exps,
-            b.get("backend") or "[yellow]not runnable here[/]",
+            b.get("backend") or Text("not runnable here", style="yellow"),
             "-" if full is None else f"{full:.3f}",
             "-" if not first else f"{first['p50_ms']:.3f}",
             "-" if est is None else f"~{est:.4f}",
         )
-    console.print(s)
-    console.print(f"converter output and warnings: {log_path}", highlight=False)
-    console.print(
-        f"report: [bold]{report['paths']['html']}[/] (and {report['paths']['json']}) in {report['seconds']['total']:.0f} s",
-        highlight=False,
+    con.print(s)
+    con.print(f"converter output and warnings: {log_path}")
+    con.print(
+        Text.assemble(
+            "report: ",
+            (str(report["paths"]["html"]), "bold"),
+            f" (and {report['paths']['json']}) in {report['seconds']['total']:.0f} s",
+        )
     )
     return 0
 

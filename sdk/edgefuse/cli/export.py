@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from contextlib import nullcontext
 
-    from rich.console import Console
-
-    from edgefuse.cli._common import check_out_path
+    from edgefuse.cli._common import check_out_path, plain_console
 
     check_out_path(args.out)
     _check_precision(args)  # before the fp16 agreement check loads any data
@@ -44,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgefuse.export.pipeline import export
 
-    status = nullcontext(None) if args.json else Console(stderr=True).status("exporting")
+    status = nullcontext(None) if args.json else plain_console(stderr=True).status("exporting")
     with status as shown:
         report = export(
             args.checkpoint,
@@ -83,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0 if report.ok else 1
-    from rich.console import Console
     from rich.table import Table
+
+    from edgefuse.cli._common import plain_console
 
     table = Table(
         title=f"export for {report.profile}: modalities {', '.join(report.modalities)}; "
@@ -98,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if r["note"]:
             where = f"{where}\n{r['note']}" if where else r["note"]
         table.add_row(r["format"], r["status"], f"{r['seconds']:.1f}", str(r["parity_checks"]), diff, where)
-    Console().print(table)
+    plain_console().print(table)
     return 0 if report.ok else 1
 
 

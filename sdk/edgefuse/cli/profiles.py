@@ -98,9 +98,9 @@ def _print_json(data: Any) -> None:
 
 def _console() -> Console:
     """Return a console for human output; piped output is not cut to 80 columns unless COLUMNS says so."""
-    from rich.console import Console
+    from edgefuse.cli._common import plain_console
 
-    console = Console(highlight=False)
+    console = plain_console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = _PIPE_WIDTH
     return console

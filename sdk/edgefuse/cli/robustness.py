@@ -10,9 +10,9 @@ from edgefuse.cli._common import (
     add_data_args,
     alphas_arg,
     check_out_path,
+    epochs_int,
     load_data,
-    nonneg_int,
-    positive_int,
+    pretrain_epochs_int,
     seeds_arg,
 )
 
@@ -42,9 +42,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default="3",
         help=f"a count (3 = seeds 0,1,2; at most {MAX_SEEDS}) or a list (0,4,7)",
     )
-    p.add_argument("--epochs", type=positive_int, default=None, help="(fine-tuning) epochs per model, >= 1")
+    p.add_argument("--epochs", type=epochs_int, default=None, help="(fine-tuning) epochs per model, 1..10000")
     p.add_argument(
-        "--pretrain-epochs", type=nonneg_int, default=None, help="contrastive pre-training epochs, >= 0"
+        "--pretrain-epochs",
+        type=pretrain_epochs_int,
+        default=None,
+        help="contrastive pre-training epochs, 0..10000",
     )
     p.add_argument("--no-specialists", action="store_true", help="do not add the specialists S = T")
     p.add_argument("--json", dest="json_path", default=None, help="write the grid as JSON here")
@@ -97,10 +100,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path:
         grid.write_json(args.json_path)
     written = grid.write_report(args.report) if args.report else {}
-    from rich.console import Console
     from rich.markdown import Markdown
 
-    console = Console()
+    from edgefuse.cli._common import plain_console
+
+    console = plain_console()
     console.print(Markdown(grid.markdown()))
     console.print(f"grid of {len(grid.scores)} models evaluated in {grid.meta['seconds']:.0f} s")
     for kind, path in written.items():

@@ -81,7 +81,13 @@ def wav_input(path: str | Path, spec: dict[str, Any]) -> np.ndarray:
     p = Path(path)
     if _missing(p):
         raise ContractError(f"--wav {p}: no such file; give a mono 16-bit PCM WAV")
-    cfg = AudioFeatureConfig.from_dict(dict(spec.get("params") or {}))
+    try:
+        cfg = AudioFeatureConfig.from_dict(dict(spec.get("params") or {}))
+    except (TypeError, ValueError, OverflowError) as exc:  # DataError (a ValueError) included
+        raise ContractError(
+            f"--wav {p}: the artifact's {spec['name']!r} preprocessing params cannot be used "
+            f"({type(exc).__name__}: {exc}); re-export the artifact"
+        ) from None
     wave_, _ = read_wav(p, sample_rate=cfg.sample_rate)
     feats = logmel(wave_, cfg)
     shape = tuple(int(d) for d in spec["shape"])
@@ -147,6 +153,11 @@ def image_input(path: str | Path, spec: dict[str, Any]) -> tuple[np.ndarray, lis
             f"--image {p}: decoded to shape {gray.shape}, not a 2-D grayscale image; give a PNG"
         )
     shape = tuple(int(d) for d in spec["shape"])
+    if len(shape) < 2:
+        raise ContractError(
+            f"--image {p}: the artifact's {spec['name']!r} takes shape {shape} per row, not an (H, W) image; "
+            "give the input with --npz instead"
+        )
     out_h, out_w = shape[-2], shape[-1]
     h, w = gray.shape
     notes: list[str] = []
@@ -160,7 +171,12 @@ def image_input(path: str | Path, spec: dict[str, Any]) -> tuple[np.ndarray, lis
     small = gray.reshape(out_h, bh, out_w, bw).mean(axis=(1, 3))
     params = dict(spec.get("params") or {})
     scale = params.get("scale")
-    if scale:
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < float(scale) < 1e6:
+            raise ContractError(
+                f"--image {p}: the artifact's {spec['name']!r} params.scale is {scale!r:.60}; expected a number "
+                "in (0, 1e6): re-export the artifact"
+            )
         small = np.round(small / float(scale)) * float(scale)  # raw dataset range 0..1/scale, then * scale
     if params.get("pca_components") is not None:
         notes.append(
@@ -263,8 +279,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from edgefuse.cli._common import plain_console
 
     table = Table(
         title=f"{result['label']} (p={result['probability']:.3f}) from {', '.join(result['modalities'])} "
@@ -275,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("probability", justify="right")
     for rank, item in enumerate(result["top3"], 1):
         table.add_row(str(rank), item["label"], f"{item['probability']:.4f}")
-    console = Console()
+    console = plain_console()
     console.print(table)
     for text in notes:
         console.print(f"note: {text}", highlight=False)

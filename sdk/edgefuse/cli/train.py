@@ -9,12 +9,12 @@ from edgefuse.cli._common import (
     MAX_SEED,
     add_data_args,
     check_out_path,
+    epochs_int,
     load_data,
-    nonneg_int,
     param_arg,
     parse_params,
     positive_float,
-    positive_int,
+    pretrain_epochs_int,
     progress_callback,
     seed_int,
 )
@@ -27,10 +27,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--modalities", default=None, help="labelled modalities S, comma-separated (default: all)")
     p.add_argument("--method", default="supervised", choices=["supervised", "contrastive"])
     p.add_argument(
-        "--epochs", type=positive_int, default=None, help="(fine-tuning) epochs, >= 1 (default: the recipe's)"
+        "--epochs",
+        type=epochs_int,
+        default=None,
+        help="(fine-tuning) epochs, 1..10000 (default: the recipe's)",
     )
     p.add_argument(
-        "--pretrain-epochs", type=nonneg_int, default=None, help="contrastive pre-training epochs, >= 0"
+        "--pretrain-epochs",
+        type=pretrain_epochs_int,
+        default=None,
+        help="contrastive pre-training epochs, 0..10000",
     )
     p.add_argument("--lr", type=positive_float, default=None, help="learning rate, a finite number > 0")
     p.add_argument(
@@ -115,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from edgefuse.cli._common import plain_console
 
     table = Table(
         title=f"{args.method} trained on S={format_set(s)} (seed {args.seed}) in {result.metrics['train_seconds']:.1f} s"
@@ -128,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     for t in subsets(u):
         table.add_row(format_set(t), scenario(s, t), f"{test_acc[format_set(t)]:.3f}")
-    console = Console()
+    console = plain_console()
     console.print(table)
     console.print(f"validation accuracy on S: {result.metrics['val_accuracy']:.3f}; checkpoint: {path}")
     return 0

@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     )
     alphas = args.alphas  # parsed and checked by alphas_arg
 
-    from rich.console import Console
     from rich.markdown import Markdown
 
     from edgefuse.checkpoint import load_checkpoint, save_checkpoint
+    from edgefuse.cli._common import plain_console
     from edgefuse.wiseft import check_same_architecture, sweep
 
     c0, c1 = load_checkpoint(args.theta0), load_checkpoint(args.theta1)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     written = result.write(path)  # the sweep table and plot live beside the chosen weights
-    console = Console()
+    console = plain_console()
     console.print(Markdown(result.markdown()))
     console.print(f"chosen alpha = {result.chosen_alpha:g} (on {args.select_on}); checkpoint: {path}")
     for kind, p in written.items():

@@ -189,9 +189,21 @@ py::array as_array(py::handle obj, const std::string& name, const std::string& e
   return py::reinterpret_borrow<py::array>(obj);
 }
 
+// Native byte order: a big-endian float32 ('>f4') has the same type number but other bytes.
+bool native_order(const py::array& a) {
+  const std::uint16_t one = 1;
+  const bool little = *reinterpret_cast<const std::uint8_t*>(&one) == 1;
+  const char order = a.dtype().byteorder();
+  return order == '=' || order == '|' || order == (little ? '<' : '>');
+}
+
 void require_float32(const py::array& a, const std::string& name) {
   if (a.dtype().num() != kNpyFloat32) {
     fail(name + " has dtype " + dtype_str(a) + "; expected float32 (convert with .astype(np.float32))");
+  }
+  if (!native_order(a)) {
+    fail(name + " has dtype " + dtype_str(a) + " in non-native byte order; pass " + name +
+         ".astype(np.float32) (native float32)");
   }
   // A float32 view at an odd byte offset (np.frombuffer(buf, np.float32, offset=1)) cannot be read as
   // float*; NumPy says so in the ALIGNED flag.
@@ -446,7 +458,13 @@ Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py:
 
   // --- output -------------------------------------------------------------------------------------
   if (out.is_none()) {
-    p.out = py::array_t<float>({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(D)});
+    try {
+      p.out = py::array_t<float>({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(D)});
+    } catch (py::error_already_set& e) {  // NumPy's MemoryError for a (B, D) it cannot allocate
+      if (!e.matches(PyExc_MemoryError)) throw;
+      throw ResourceError("cannot allocate the (" + std::to_string(B) + ", " + std::to_string(D) +
+                          ") float32 output; pass a smaller batch or a preallocated out=");
+    }
   } else {
     py::array o = as_array(out, "out", "of float32 with shape (B, D)");
     require_float32(o, "out");
@@ -511,8 +529,8 @@ py::tuple fuse_with_counts_py(py::handle embeddings, py::handle mask, py::handle
 
 bool all_finite_py(py::handle array) {
   py::array a = as_array(array, "array", "of float32");
-  if (a.dtype().num() != kNpyFloat32) {
-    fail("array has dtype " + dtype_str(a) + "; all_finite takes float32 (use numpy.isfinite for others)");
+  if (a.dtype().num() != kNpyFloat32 || !native_order(a)) {
+    fail("array has dtype " + dtype_str(a) + "; all_finite takes native float32 (use numpy.isfinite for others)");
   }
   if (!(a.flags() & py::array::c_style)) {
     fail("array must be C-contiguous; pass numpy.ascontiguousarray(array)");

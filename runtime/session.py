@@ -30,7 +30,8 @@ import numpy as np
 from edgefuse import _fusion
 from edgefuse.errors import EdgeFuseError, ProfileError, did_you_mean
 from edgefuse.manifest import ArtifactIntegrityError, Manifest, ManifestError, read_manifest
-from edgefuse.runtime.backends.base import Backend
+from edgefuse.profile_schema import is_profile_id
+from edgefuse.runtime.backends.base import Backend, check_threads
 from edgefuse.runtime.errors import (
     BackendError,
     BackendStateError,
@@ -130,7 +131,9 @@ class Session:
         if profile is not None:
             prof = _resolve_profile(profile)
         elif data.get("profile") is not None:
-            try:
+            try:  # an id only: a manifest never makes EdgeFuse read a file outside the artifact
+                if not is_profile_id(str(data["profile"])):
+                    raise ProfileError(f"{data['profile']!r:.80} is not a profile id")
                 prof = _resolve_profile(str(data["profile"]))
             except ProfileError as exc:
                 _log.info(
@@ -181,8 +184,7 @@ class Session:
         self._skipped = tuple(skipped)
         self._order = tuple(order)
 
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads must be a positive int or None; got {threads!r}")
+        check_threads(threads)
         if threads is None and prof is not None:
             threads = max(1, min(int(prof.threads), os.cpu_count() or 1))
         self._threads = threads
@@ -300,8 +302,14 @@ class Session:
             by_name = {t.name: t for t in found}
             for entry in declared:
                 t = by_name.get(str(entry["name"]))
+                if t is None and kind == "output" and found:
+                    backend.close()
+                    raise ManifestError(
+                        f"{self._root}: graph {gname!r} has no output {entry['name']!r} (it has "
+                        f"{sorted(by_name)}), which the manifest declares; re-export the artifact"
+                    )
                 if t is None:
-                    continue  # an exporter may drop unused inputs; names of some formats are mapped
+                    continue  # an exporter may drop unused inputs
                 want = [None if d is None or d < 0 else int(d) for d in entry["shape"]][1:]
                 got = list(t.shape[1:])
                 bad_shape = len(want) != len(got) or any(
@@ -497,9 +505,9 @@ class Session:
         """
         if self._closed:
             raise BackendStateError("this session is closed; load the artifact again")
-        if on_nonfinite not in _ON_NONFINITE:
+        if type(on_nonfinite) is not str or on_nonfinite not in _ON_NONFINITE:
             raise InputError(f"on_nonfinite must be one of {list(_ON_NONFINITE)}; got {on_nonfinite!r}")
-        if on_all_absent not in _ON_ALL_ABSENT:
+        if type(on_all_absent) is not str or on_all_absent not in _ON_ALL_ABSENT:
             raise InputError(f"on_all_absent must be one of {list(_ON_ALL_ABSENT)}; got {on_all_absent!r}")
         if not isinstance(inputs, Mapping):
             raise InputError(
@@ -509,7 +517,7 @@ class Session:
         arrays: list[np.ndarray | None] = [None] * n_mod
         batch: int | None = None
         for key, value in inputs.items():
-            j = self._index.get(key)  # type: ignore[arg-type]
+            j = self._index.get(key) if type(key) is str else None
             if j is None:
                 raise self._unknown_modality(key)
             if value is None:

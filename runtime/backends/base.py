@@ -28,7 +28,16 @@ import numpy as np
 from edgefuse.errors import BackendUnavailableError, did_you_mean
 from edgefuse.runtime.errors import BackendError, BackendStateError, InputError
 
-__all__ = ["Backend", "IOSpec", "TensorSpec", "module_found", "plan_chunks", "run_chunked"]
+__all__ = [
+    "MAX_THREADS",
+    "Backend",
+    "IOSpec",
+    "TensorSpec",
+    "check_threads",
+    "module_found",
+    "plan_chunks",
+    "run_chunked",
+]
 
 _NEW, _LOADED, _CLOSED = "new", "loaded", "closed"
 
@@ -65,6 +74,25 @@ class IOSpec:
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+
+
+#: Most intra-op threads a graph may be given (far above any edge device; keeps a typo from spawning
+#: thousands of threads).
+MAX_THREADS = 256
+
+
+def check_threads(threads: object) -> None:
+    """Refuse a ``threads`` argument that is not ``None`` or an int in ``[1, MAX_THREADS]``.
+
+    Raises:
+        InputError: Naming the value and the allowed range.
+    """
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
+    ):
+        raise InputError(
+            f"threads must be a positive int (at most {MAX_THREADS}) or None; got {threads!r:.40}"
+        )
 
 
 def module_found(module: str) -> bool:
@@ -238,8 +266,7 @@ class Backend:
             raise BackendStateError(
                 f"{self.name} backend is {self._state}; load() is allowed once on a new backend"
             )
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads must be a positive int or None; got {threads!r}")
+        check_threads(threads)
         reason = self.unavailable_reason()
         if reason:
             raise BackendUnavailableError(reason)

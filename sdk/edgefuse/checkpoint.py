@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,7 @@ class Checkpoint:
     @property
     def metrics(self) -> dict[str, Any]:
         """Metrics recorded at training time."""
-        return dict(self.info.get("metrics", {}))
+        return dict(self.info.get("metrics") or {})
 
 
 def _sha256(path: Path) -> str:
@@ -183,7 +184,7 @@ def read_checkpoint_info(path: str | Path, *, info_sha256: str | None = None) ->
     from edgefuse.manifest import ManifestError, check_pin
     from edgefuse.trust import MAX_JSON_BYTES, hash_bytes, loads_json, read_bounded
 
-    folder = Path(path)
+    folder = _folder(path)
     info_path = folder / INFO
     if not folder.is_dir():
         raise CheckpointError(
@@ -200,7 +201,7 @@ def read_checkpoint_info(path: str | Path, *, info_sha256: str | None = None) ->
         raise CheckpointError(
             str(exc).replace("manifest_sha256", "manifest_sha256 (for a checkpoint: of model.json)")
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit integer
         raise CheckpointError(f"{info_path} is not valid JSON: {exc}") from None
     except EdgeFuseError as exc:
         if isinstance(exc, CheckpointError):
@@ -228,6 +229,16 @@ def read_checkpoint_info(path: str | Path, *, info_sha256: str | None = None) ->
         raise CheckpointError(f"{info_path} has unknown keys {unknown}; allowed: {sorted(_ALLOWED)}")
     _check_info_types(info, info_path)
     return info
+
+
+def _folder(path: object) -> Path:
+    """A checkpoint folder path given by the caller: str or os.PathLike without NUL bytes."""
+    if not isinstance(path, str | os.PathLike) or "\x00" in os.fspath(path):
+        raise CheckpointError(
+            f"a checkpoint is named by the path of its folder (str or os.PathLike without NUL bytes); got "
+            f"{type(path).__name__} {path!r:.80}"
+        )
+    return Path(path)
 
 
 def _check_info_types(info: Mapping[str, Any], info_path: Path) -> None:
@@ -344,13 +355,16 @@ def _safetensors_header(raw: bytes, weights: Path) -> dict[str, tuple[str, tuple
     for name, entry in header.items():
         if name == "__metadata__":
             continue
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        shape = entry.get("shape") if isinstance(entry, dict) else None
         if (
-            not isinstance(entry, dict)
-            or entry.get("dtype") not in _ST_DTYPES
-            or not isinstance(entry.get("shape"), list)
+            not isinstance(dtype, str)
+            or dtype not in _ST_DTYPES
+            or not isinstance(shape, list)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
         ):
-            raise bad(f"tensor {name!r} has no valid dtype/shape")
-        out[name] = (_ST_DTYPES[entry["dtype"]], tuple(int(d) for d in entry["shape"]))
+            raise bad(f"tensor {name!r} has no valid dtype/shape ({str(entry)[:120]})")
+        out[name] = (_ST_DTYPES[dtype], tuple(shape))
     return out
 
 
@@ -395,7 +409,7 @@ def load_checkpoint(path: str | Path, *, info_sha256: str | None = None) -> Chec
 
     from edgefuse.models.contract import build_model
 
-    folder = Path(path)
+    folder = _folder(path)
     info = read_checkpoint_info(folder, info_sha256=info_sha256)
     weights = folder / WEIGHTS
     if not weights.exists() and not weights.is_symlink():
@@ -439,4 +453,4 @@ def load_checkpoint(path: str | Path, *, info_sha256: str | None = None) -> Chec
     model = build_model(info["architecture"], modalities, info["label_names"])
     model.load_state_dict(state)
     model.eval()
-    return Checkpoint(model=model, info=info, path=folder, recipe=dict(info.get("recipe", {})))
+    return Checkpoint(model=model, info=info, path=folder, recipe=dict(info.get("recipe") or {}))

@@ -31,6 +31,7 @@ from edgefuse.trust import (
     hash_bytes,
     loads_json,
     read_bounded,
+    resolve_inside,
     verify_listed,
 )
 
@@ -195,6 +196,14 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _as_float(x: Any) -> float:
+    """``float(x)``, with an integer too large for a float read as infinity (then refused as such)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
 def _is_num(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
@@ -228,14 +237,14 @@ def _float32_vector(value: Any, where: str, key: str, n: int, *, positive: bool)
         got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
         raise _fail(where, f"fusion.{key} must be a list of {n} numbers; got {got}")
     for i, v in enumerate(value):
-        f = float(v)
+        f = _as_float(v)
         if not math.isfinite(f) or abs(f) > _FLT_MAX:
             raise _fail(where, f"fusion.{key}[{i}] = {v!r} is not a finite float32")
         if positive and not f >= _FLT_MIN:
             raise _fail(
                 where, f"fusion.{key}[{i}] = {v!r} must be > 0 and a normal float32 (>= {_FLT_MIN:.3g})"
             )
-    if positive and not math.fsum(float(v) for v in value) <= _FLT_MAX:
+    if positive and not math.fsum(_as_float(v) for v in value) <= _FLT_MAX:
         raise _fail(where, f"fusion.{key} sum to more than float32 can hold")
 
 
@@ -253,7 +262,7 @@ def _check_fusion(data: Mapping[str, Any], where: str) -> int:
         raise _fail(where, f"fusion.dim must be an int in [1, {MAX_DIM}]; got {dim!r}")
     _float32_vector(fusion["weights"], where, "weights", n, positive=True)
     eps = fusion["eps"]
-    if not _is_num(eps) or not (_FLT_MIN <= float(eps) <= 1.0):
+    if not _is_num(eps) or not (_FLT_MIN <= _as_float(eps) <= 1.0):
         raise _fail(
             where,
             f"fusion.eps = {eps!r} must be a number in [{_FLT_MIN:.3g}, 1] (it is used as float32; "
@@ -372,7 +381,7 @@ def _check_reference(data: Mapping[str, Any], where: str) -> None:
             raise _fail(where, f"reference.cases[{i}].batch must be an int in [1, {MAX_REFERENCE_BATCH}]")
     tol = ref.get("tolerance") or {}
     if not isinstance(tol, Mapping) or not all(
-        _is_num(tol.get(k, 0.0)) and 0 <= float(tol.get(k, 0.0)) < math.inf for k in ("atol", "rtol")
+        _is_num(tol.get(k, 0.0)) and 0 <= _as_float(tol.get(k, 0.0)) < math.inf for k in ("atol", "rtol")
     ):
         raise _fail(where, f"reference.tolerance must hold finite atol and rtol >= 0; got {tol!r:.200}")
 
@@ -482,12 +491,13 @@ def read_manifest(folder: str | Path, *, manifest_sha256: str | None = None) -> 
         raise ManifestError(
             f"{path} not found; pass an artifact folder written by `edgefuse export` (or, for edgefuse.load, a checkpoint folder with model.json)"
         )
-    raw = read_bounded(path, max_bytes=MAX_JSON_BYTES, what="artifact manifest")
+    real = resolve_inside(root, MANIFEST_NAME, what="artifact manifest")  # a symlink out is refused
+    raw = read_bounded(real, max_bytes=MAX_JSON_BYTES, what="artifact manifest")
     digest = hash_bytes(raw)
     check_pin(digest, manifest_sha256, path)
     try:
         data = loads_json(raw, what=str(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit integer
         raise ManifestError(f"{path} is not valid JSON: {exc}") from None
     except UnsafeFileError as exc:
         raise ManifestError(str(exc)) from None

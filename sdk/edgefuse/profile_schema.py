@@ -30,6 +30,7 @@ __all__ = [
     "Compute",
     "DeviceProfile",
     "Sensor",
+    "is_profile_id",
     "parse_profile",
 ]
 
@@ -84,8 +85,8 @@ BACKEND_PRECISIONS: Mapping[str, frozenset[str]] = MappingProxyType(
     }
 )
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
-_MODALITY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*")  # used with fullmatch
+_MODALITY_RE = re.compile(r"[a-z][a-z0-9_]*")  # used with fullmatch
 
 _TOP_FIELDS = (
     "schema_version",
@@ -401,7 +402,7 @@ def _parse_sensors(reader: _Reader, value: object) -> tuple[Sensor, ...]:
         modality: str | None = None
         if "modality" in table:
             modality = reader.string(table["modality"], f"{path}.modality")
-            if not _MODALITY_RE.match(modality):
+            if not _MODALITY_RE.fullmatch(modality):
                 raise reader.error(
                     f"field '{path}.modality' = {modality!r}; expected a lowercase identifier "
                     "(a lowercase letter, then lowercase letters, digits or '_'), e.g. 'audio'"
@@ -479,6 +480,11 @@ def _parse_batch_sizes(reader: _Reader, value: object) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def is_profile_id(text: str) -> bool:
+    """Whether ``text`` has the form of a profile id (``vendor/device``, lowercase), not a path."""
+    return bool(_ID_RE.fullmatch(text))
+
+
 def parse_profile(
     data: Mapping[str, Any],
     source: str | os.PathLike[str] | None = None,
@@ -516,7 +522,7 @@ def parse_profile(
         )
 
     profile_id = reader.string(reader.require(data, "id", "id", "a string 'vendor/device'"), "id")
-    if not _ID_RE.match(profile_id):
+    if not _ID_RE.fullmatch(profile_id):
         raise reader.error(
             f"field 'id' = {profile_id!r}; expected 'vendor/device' in lowercase letters, digits, '.', '_' "
             "or '-', e.g. 'raspberrypi/pi5-usb-mic'"

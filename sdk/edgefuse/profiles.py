@@ -131,7 +131,7 @@ def load_profile_file(path: str | os.PathLike[str]) -> DeviceProfile:
             :data:`~edgefuse.trust.MAX_TOML_BYTES`, is not UTF-8 or valid TOML, is nested deeper than
             :data:`~edgefuse.trust.MAX_NESTING`, or fails validation.
     """
-    file = Path(path)
+    file = _user_path(path)
     try:
         raw = read_bounded(file, max_bytes=MAX_TOML_BYTES, what="device profile")
     except ArtifactIntegrityError:
@@ -147,9 +147,19 @@ def load_profile_file(path: str | os.PathLike[str]) -> DeviceProfile:
     return _parse_bytes(raw, file, expected_id=_builtin_expected_id(file))
 
 
+def _user_path(path: object) -> Path:
+    """A profile path given by the caller: a str or os.PathLike without NUL bytes."""
+    if not isinstance(path, str | os.PathLike) or "\x00" in os.fspath(path):
+        raise ProfileError(
+            f"a device profile path must be a str or os.PathLike without NUL bytes; got "
+            f"{type(path).__name__} {path!r:.80}"
+        )
+    return Path(path)
+
+
 def _expand(path: str | os.PathLike[str]) -> list[Path]:
     """Return the ``.toml`` files a user path names: the file itself, or every one under a folder."""
-    p = Path(path)
+    p = _user_path(path)
     if p.is_dir():
         # Everything named *.toml that is not a folder: a FIFO, a device or a dangling symlink is listed
         # too, so that loading it reports it (it is never opened for reading) instead of skipping it.
@@ -231,8 +241,13 @@ def get_profile(
         ProfileError: The file is missing or invalid, or no profile has this id (the message lists the
             known ids and the closest one).
     """
+    if not isinstance(id_or_path, str | os.PathLike):
+        raise ProfileError(
+            f"a device profile is named by an id such as 'generic/x86-64' or a path to a .toml file; got "
+            f"{type(id_or_path).__name__}"
+        )
     if isinstance(id_or_path, os.PathLike) or str(id_or_path).endswith(".toml"):
-        return load_profile_file(id_or_path)
+        return load_profile_file(_user_path(id_or_path))
     wanted = str(id_or_path)
     profiles = list_profiles(extra_paths)
     for profile in profiles:
@@ -267,7 +282,7 @@ def validate_paths(
         try:
             files = _expand(path)
         except ProfileError as exc:
-            results.append((Path(path), exc))
+            results.append((Path(path) if isinstance(path, str | os.PathLike) else Path(repr(path)), exc))
             continue
         for file in files:
             try:

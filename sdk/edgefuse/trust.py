@@ -131,8 +131,10 @@ def _open_regular(path: Path, what: str) -> tuple[int, os.stat_result]:
         st = os.stat(path)
     except FileNotFoundError:
         raise ArtifactIntegrityError(f"{what}: {path} is missing") from None
-    except OSError as exc:
-        raise UnsafeFileError(f"{what}: {path} cannot be inspected ({exc.strerror or exc})") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise UnsafeFileError(
+            f"{what}: {path!r} cannot be inspected ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFileError(
             f"{what}: {path} is {_kind(st.st_mode)}, not a regular file; refusing to read it "
@@ -395,6 +397,11 @@ def load_npz(data: bytes, *, what: str, max_bytes: int = MAX_NPZ_BYTES) -> dict[
                         raise MalformedFileError(
                             f"{what}: array {name[:-4]!r} has dtype {dtype} holding Python objects (a pickle); "
                             "EdgeFuse never unpickles: save plain numeric arrays (np.savez with numeric dtypes)"
+                        )
+                    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+                        raise MalformedFileError(
+                            f"{what}: array {name[:-4]!r} has dtype {dtype}; only plain bool, integer and "
+                            "float arrays are accepted"
                         )
                     if dtype.itemsize == 0:
                         raise MalformedFileError(

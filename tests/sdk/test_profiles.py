@@ -197,13 +197,21 @@ def test_unknown_field(tmp_path: Path, old: str, new: str, pattern: str) -> None
 @pytest.mark.parametrize(
     ("old", "new", "pattern"),
     [
-        ("threads = 2", 'threads = "2"', r"field 'threads': expected an integer in \[1, 1024\], got '2' \(a string\)"),
+        (
+            "threads = 2",
+            'threads = "2"',
+            r"field 'threads': expected an integer in \[1, 1024\], got '2' \(a string\)",
+        ),
         (
             "threads = 2",
             "threads = true",
             r"field 'threads': expected an integer in \[1, 1024\], got True \(a boolean\)",
         ),
-        ("threads = 2", "threads = 2.5", r"field 'threads': expected an integer in \[1, 1024\], got 2\.5 \(a float\)"),
+        (
+            "threads = 2",
+            "threads = 2.5",
+            r"field 'threads': expected an integer in \[1, 1024\], got 2\.5 \(a float\)",
+        ),
         ("ram_mb = 512", "ram_mb = 0", r"field 'ram_mb' = 0; expected an integer in \[1, 2147483647\]"),
         ("threads = 2", "threads = 100000", r"field 'threads' = 100000; expected an integer in \[1, 1024\]"),
         ("ram_mb = 512", "ram_mb = " + "9" * 40, r"field 'ram_mb' = an integer of 133 bits"),

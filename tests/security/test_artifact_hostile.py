@@ -164,7 +164,44 @@ def test_manifest_that_is_a_fifo_is_refused(artifact_copy: Path) -> None:
 def test_manifest_linked_to_dev_zero_is_refused(artifact_copy: Path) -> None:
     (artifact_copy / "manifest.json").unlink()
     (artifact_copy / "manifest.json").symlink_to("/dev/zero")
-    expect_error(LOAD.format(folder=str(artifact_copy)), "UnsafeFileError", "character device", timeout=30)
+    expect_error(LOAD.format(folder=str(artifact_copy)), "UnsafeFileError", "outside the folder", timeout=30)
+
+
+def test_manifest_linked_outside_the_folder_is_refused(artifact_copy: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.json"
+    os.replace(artifact_copy / "manifest.json", outside)
+    (artifact_copy / "manifest.json").symlink_to(outside)
+    expect_error(LOAD.format(folder=str(artifact_copy)), "UnsafeFileError", "outside the folder")
+
+
+def test_manifest_profile_is_an_id_never_a_path(artifact_copy: Path, tmp_path: Path) -> None:
+    """A manifest naming a profile *file* (outside the artifact) is not read: default order, still loads."""
+    spy = tmp_path / "spy.toml"
+    spy.write_text("not toml at all [[[")
+    edit(artifact_copy, lambda d: d.__setitem__("profile", str(spy)))
+    res = expect_ok(LOAD.format(folder=str(artifact_copy)) + "RESULT['profile'] = s.profile")
+    assert res.result["profile"] is None
+
+
+def test_renamed_graph_output_is_caught_at_load(artifact_copy: Path) -> None:
+    edit(artifact_copy, lambda d: d["graphs"]["head"]["outputs"][0].__setitem__("name", "scores"))
+    expect_error(LOAD.format(folder=str(artifact_copy)), "ManifestError", "no output 'scores'")
+
+
+def test_manifest_with_a_5000_digit_integer_is_refused(artifact_copy: Path) -> None:
+    text = (artifact_copy / "manifest.json").read_text()
+    (artifact_copy / "manifest.json").write_text(text[:-1] + ', "notes": ' + "9" * 5000 + "}")
+    expect_error(LOAD.format(folder=str(artifact_copy)), "ManifestError", "not valid JSON")
+
+
+@pytest.mark.parametrize("key", ["weights", "gamma"])
+def test_fusion_integer_too_large_for_a_float_is_refused(artifact_copy: Path, key: str) -> None:
+    def change(d: dict[str, Any]) -> None:
+        n = len(d["fusion"]["weights"]) if key == "weights" else d["fusion"]["dim"]
+        d["fusion"][key] = [10**400] * n
+
+    edit(artifact_copy, change)
+    expect_error(LOAD.format(folder=str(artifact_copy)), "ManifestError", f"fusion.{key}[0]")
 
 
 def test_huge_manifest_is_refused_without_reading_it(artifact_copy: Path) -> None:
@@ -350,6 +387,13 @@ def test_reference_declaring_a_trillion_elements_is_refused(artifact_copy: Path)
     _rewrite_reference(artifact_copy, write)
     code = LOAD.format(folder=str(artifact_copy)) + "s.verify()"
     expect_error(code, "ArtifactIntegrityError", "declares", "holds 64 bytes")
+
+
+@pytest.mark.parametrize("dtype", ["U3", "V4", "f4,f4"])
+def test_reference_with_non_numeric_arrays_is_refused(artifact_copy: Path, dtype: str) -> None:
+    _rewrite_reference(artifact_copy, lambda p: np.savez(p, **{"audio/logits": np.zeros(3, dtype=dtype)}))
+    code = LOAD.format(folder=str(artifact_copy)) + "s.verify()"
+    expect_error(code, "ArtifactIntegrityError", "only plain bool, integer and float")
 
 
 def test_reference_that_is_not_a_zip_is_refused(artifact_copy: Path) -> None:

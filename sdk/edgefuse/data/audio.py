@@ -93,6 +93,14 @@ _MAX_N_MELS = 1024
 _MAX_STFT_VALUES = 1 << 24
 
 
+def _finite(value: object) -> bool:
+    """``math.isfinite`` that reads an integer too large for a float as not finite (no OverflowError)."""
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return False
+
+
 @dataclass(frozen=True)
 class AudioFeatureConfig:
     """Parameters of the ``logmel-v1`` features (see the module docstring for the recipe).
@@ -137,7 +145,7 @@ class AudioFeatureConfig:
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float | np.number)
-                or not math.isfinite(value)
+                or not _finite(value)
             ):
                 problems.append(f"{name}={value!r} must be a finite number")
         if problems:
@@ -305,6 +313,8 @@ def parse_wav_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
         DataError: When the bytes are empty, too large, not a WAV, truncated or corrupt, not mono, not
             16-bit, have a sample rate out of range, or hold no samples. The message names the file.
     """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DataError(f"{name}: WAV data must be bytes; got {type(data).__name__}")
     if not data:
         raise DataError(
             f"{name}: the file is empty (0 bytes); expected a mono 16-bit PCM WAV; replace the file"
@@ -322,7 +332,7 @@ def parse_wav_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
             rate = reader.getframerate()
             n_frames = reader.getnframes()
             payload = reader.readframes(n_frames)
-    except (wave.Error, EOFError, struct.error) as exc:
+    except (wave.Error, EOFError, struct.error, RuntimeError, ValueError) as exc:
         raise DataError(
             f"{name}: not a readable WAV file ({type(exc).__name__}: {exc}); expected mono 16-bit PCM "
             "(RIFF/WAVE, format 1); the file may be truncated or corrupt: re-download or re-export it, "
@@ -556,6 +566,11 @@ def logmel_batch(waves: Sequence[np.ndarray], cfg: AudioFeatureConfig = AudioFea
                 raise DataError(
                     f"waveform {start + i} has shape {w.shape}; logmel needs 1-D mono samples; "
                     "mix down to mono first"
+                )
+            if w.dtype.kind not in "biuf" or not np.isfinite(w).all():
+                raise DataError(
+                    f"waveform {start + i} holds NaN/Inf or is not numeric ({w.dtype}); logmel needs finite "
+                    "samples: clean the recording"
                 )
             batch[i] = _fit_length(normalize_waveform(w, cfg.rms_floor), n)
         frames = np.lib.stride_tricks.sliding_window_view(batch, cfg.n_fft, axis=-1)[:, :: cfg.hop]

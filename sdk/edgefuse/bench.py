@@ -1039,8 +1039,10 @@ def save_report(report: Mapping[str, Any], folder: str | Path) -> dict[str, Path
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "latency.png"}
-    paths["json"].write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    paths["markdown"].write_text(render_markdown(report), encoding="utf-8")
+    from edgefuse.outputs import write_file
+
+    write_file(paths["json"], json.dumps(report, indent=2, default=str))
+    write_file(paths["markdown"], render_markdown(report))
     plt = pyplot()
     results = report["results"]
     labels = [f"{r['backend']}\n{r['pattern']}" for r in results]

@@ -368,6 +368,23 @@ def _safetensors_header(raw: bytes, weights: Path) -> dict[str, tuple[str, tuple
     return out
 
 
+#: Most values (list items, object entries) an architecture description may hold.
+MAX_ARCHITECTURE_NODES = 10_000
+
+
+def _json_nodes(data: Any) -> int:
+    """How many values a JSON document holds (iteratively; nesting is already bounded when read)."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
 def _architecture_state(
     info: Mapping[str, Any], info_path: Path
 ) -> tuple[list[ModalitySpec], dict[str, tuple[str, tuple[int, ...]]]]:
@@ -376,6 +393,12 @@ def _architecture_state(
 
     from edgefuse.models.contract import build_model
 
+    nodes = _json_nodes(info["architecture"])
+    if nodes > MAX_ARCHITECTURE_NODES:
+        raise CheckpointError(
+            f"{info_path}: architecture has {nodes} entries, more than the {MAX_ARCHITECTURE_NODES} any EdgeFuse "
+            "architecture has (e.g. a head_hidden list of a million layers); refusing to build it"
+        )
     try:
         modalities = [ModalitySpec.from_dict(m) for m in info["modalities"]]
         with torch.device("meta"):

@@ -112,6 +112,7 @@ MAX_DIM = 1 << 20
 MAX_ROW_ELEMENTS = 1 << 24
 MAX_LABELS = 1 << 16
 MAX_REFERENCE_BATCH = 1024
+MAX_REFERENCE_CASES = 1024
 _FLT_MAX = 3.4028234663852886e38
 _FLT_MIN = 1.1754943508222875e-38  # smallest normal float32
 
@@ -365,8 +366,8 @@ def _check_reference(data: Mapping[str, Any], where: str) -> None:
     if not isinstance(rel, str) or rel not in {f["path"] for f in data["files"]}:
         raise _fail(where, f"reference.file {rel!r} is not listed in files[] with its size and sha256")
     cases = ref.get("cases", [])
-    if not isinstance(cases, list):
-        raise _fail(where, "reference.cases must be a list")
+    if not isinstance(cases, list) or len(cases) > MAX_REFERENCE_CASES:
+        raise _fail(where, f"reference.cases must be a list of at most {MAX_REFERENCE_CASES} cases")
     names = {m["name"] for m in data["modalities"]}
     for i, case in enumerate(cases):
         if not isinstance(case, Mapping):

@@ -62,6 +62,7 @@ __all__ = [
     "output_kind",
     "recover",
     "stage",
+    "write_file",
 ]
 
 #: Kind of an export artifact folder (``manifest.json``).
@@ -94,6 +95,31 @@ _RENAME_EXCHANGE = 2
 
 
 # ---- what is at a path ---------------------------------------------------------------------------------
+
+
+def write_file(path: str | Path, data: bytes | str) -> Path:
+    """Write a whole file by creating it beside ``path`` and renaming it over ``path``.
+
+    An existing file at ``path`` is replaced, never written through: a hard link or symlink there (to an
+    artifact's manifest, say) is not followed, and a reader never sees a half-written file. The umask
+    applies.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    target = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = target.with_name(f".{target.name}.edgefuse-tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
 
 
 def _read_json(path: Path) -> Any:

@@ -19,9 +19,18 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
-    """Save ``fig`` as ``path`` (parents created), close it, and return the path."""
+    """Save ``fig`` as ``path`` (parents created), close it, and return the path.
+
+    The image replaces whatever is at ``path`` (a new file renamed into place), never writes through a
+    hard link or symlink there.
+    """
+    import io
+
+    from edgefuse.outputs import write_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     pyplot().close(fig)
-    return path
+    return write_file(path, buf.getvalue())

@@ -214,7 +214,7 @@ NPZ: dict[str, tuple[Callable[[Path], object], tuple[str, ...]]] = {
     "pickled-object": (_pickled_npz, ("'audio'", "dtype object", "never unpickles")),
     "zero-itemsize-dtype": (
         lambda p: _npz(p, {"audio.npy": _npy("|S0", (10**12,), b"")}),
-        ("--npz", "0-byte elements", "plain numeric arrays"),
+        ("--npz", "only plain bool, integer and float", "plain numeric arrays"),
     ),
     "not-a-zip": (_not_a_zip, ("not an .npz (zip) archive",)),
     "fifo": (os.mkfifo, ("FIFO", "not a regular file")),

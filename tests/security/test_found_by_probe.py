@@ -272,3 +272,49 @@ def test_image_params_from_the_manifest_are_checked(artifact_copy: Path, tmp_pat
     png = tmp_path / "x.png"
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(png)
     expect_cli_error("run", str(artifact_copy), "--image", str(png), fragments=("params.scale",))
+
+
+def test_architecture_of_a_million_layers_is_refused_quickly(checkpoint_copy: Path) -> None:
+    info = _info(checkpoint_copy)
+    info["architecture"]["head_hidden"] = [8] * 1_000_000
+    (checkpoint_copy / "model.json").write_text(json.dumps(info))
+    code = f"from edgefuse.checkpoint import load_checkpoint\nload_checkpoint({str(checkpoint_copy)!r})"
+    expect_error(code, "CheckpointError", "architecture has", "entries", timeout=30)
+
+
+def test_a_million_reference_cases_are_refused_at_load(artifact_copy: Path) -> None:
+    data = json.loads((artifact_copy / "manifest.json").read_text())
+    data["reference"]["cases"] = [{"pattern": [data["modalities"][0]["name"]], "batch": 2}] * 1_000_000
+    (artifact_copy / "manifest.json").write_text(json.dumps(data))
+    expect_error(
+        f"import edgefuse; edgefuse.load({str(artifact_copy)!r})",
+        "ManifestError",
+        "at most 1024 cases",
+        timeout=30,
+    )
+
+
+def test_bench_outputs_replace_hard_links_instead_of_writing_through(
+    artifact_copy: Path, tmp_path: Path
+) -> None:
+    import os
+
+    before = (artifact_copy / "manifest.json").read_bytes()
+    report = tmp_path / "rep"
+    report.mkdir()
+    os.link(artifact_copy / "manifest.json", tmp_path / "hl.json")
+    os.link(artifact_copy / "manifest.json", report / "bench.json")
+    proc = run_cli(
+        "bench",
+        str(artifact_copy),
+        "--iters",
+        "2",
+        "--no-rss",
+        "--json",
+        str(tmp_path / "hl.json"),
+        "--report",
+        str(report),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (artifact_copy / "manifest.json").read_bytes() == before
+    assert json.loads((tmp_path / "hl.json").read_text())["results"]

@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         table_rows,
     )
     from edgefuse.errors import ContractError
+    from edgefuse.outputs import write_file
     from edgefuse.runtime.backends.torch import is_checkpoint
 
     if args.json:
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+        write_file(out, json.dumps(report, indent=2, default=str))
         out_console.print(f"JSON written to {out}")
     if args.report:
         paths = save_report(report, args.report)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -42,7 +41,7 @@ from edgefuse.runtime.errors import (
 )
 from edgefuse.runtime.registry import BACKENDS, choose_with_reasons
 from edgefuse.runtime.results import Prediction, ReferenceCheck, VerifyReport
-from edgefuse.trust import MalformedFileError, load_npz, read_bounded
+from edgefuse.trust import MalformedFileError, load_npz, read_bounded, user_path
 
 __all__ = ["Prediction", "ReferenceCheck", "Session", "VerifyReport", "load"]  # results re-exported
 
@@ -107,12 +106,7 @@ class Session:
         """Load an artifact; prefer :func:`load`, which documents the arguments and errors."""
         self._backends: dict[str, Backend] = {}
         self._closed = False
-        if not isinstance(artifact, str | os.PathLike) or "\x00" in os.fspath(artifact):
-            raise InputError(
-                f"artifact must be the path of an artifact or checkpoint folder (str or os.PathLike); got "
-                f"{type(artifact).__name__} {artifact!r:.80}"
-            )
-        root = Path(artifact)
+        root = user_path(artifact, error=InputError, what="artifact (an artifact or checkpoint folder)")
         from edgefuse.runtime.backends.torch import checkpoint_manifest, is_checkpoint
 
         self._is_checkpoint = is_checkpoint(root)

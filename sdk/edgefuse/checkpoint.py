@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,12 +232,9 @@ def read_checkpoint_info(path: str | Path, *, info_sha256: str | None = None) ->
 
 def _folder(path: object) -> Path:
     """A checkpoint folder path given by the caller: str or os.PathLike without NUL bytes."""
-    if not isinstance(path, str | os.PathLike) or "\x00" in os.fspath(path):
-        raise CheckpointError(
-            f"a checkpoint is named by the path of its folder (str or os.PathLike without NUL bytes); got "
-            f"{type(path).__name__} {path!r:.80}"
-        )
-    return Path(path)
+    from edgefuse.trust import user_path
+
+    return user_path(path, error=CheckpointError, what="a checkpoint folder")
 
 
 def _check_info_types(info: Mapping[str, Any], info_path: Path) -> None:

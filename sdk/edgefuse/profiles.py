@@ -48,6 +48,7 @@ from edgefuse.trust import (
     UnsafeFileError,
     check_nesting,
     read_bounded,
+    user_path,
 )
 
 __all__ = [
@@ -149,12 +150,7 @@ def load_profile_file(path: str | os.PathLike[str]) -> DeviceProfile:
 
 def _user_path(path: object) -> Path:
     """A profile path given by the caller: a str or os.PathLike without NUL bytes."""
-    if not isinstance(path, str | os.PathLike) or "\x00" in os.fspath(path):
-        raise ProfileError(
-            f"a device profile path must be a str or os.PathLike without NUL bytes; got "
-            f"{type(path).__name__} {path!r:.80}"
-        )
-    return Path(path)
+    return user_path(path, error=ProfileError, what="a device profile file or folder")
 
 
 def _expand(path: str | os.PathLike[str]) -> list[Path]:

@@ -46,6 +46,7 @@ __all__ = [
     "loads_json",
     "read_bounded",
     "resolve_inside",
+    "user_path",
     "verify_listed",
 ]
 
@@ -68,6 +69,25 @@ class ArtifactIntegrityError(EdgeFuseError, ValueError):
 
 class MalformedFileError(EdgeFuseError, ValueError):
     """A file is of the right kind and size but its content cannot be used (bad archive, pickled data...)."""
+
+
+def user_path(path: object, *, error: type[EdgeFuseError], what: str) -> Path:
+    """A path argument given by a caller: a ``str`` or :class:`os.PathLike` without NUL bytes.
+
+    Args:
+        path: What the caller passed.
+        error: The EdgeFuse error class to raise (the caller's: CheckpointError, ProfileError...).
+        what: What the path names, for the message (``"a checkpoint folder"``).
+
+    Raises:
+        error: ``path`` is of another type or holds a NUL byte.
+    """
+    if not isinstance(path, str | os.PathLike) or "\x00" in os.fspath(path):
+        raise error(
+            f"{what} is given as a path (str or os.PathLike without NUL bytes); got {type(path).__name__} "
+            f"{path!r:.80}"
+        )
+    return Path(path)
 
 
 def resolve_inside(root: str | os.PathLike[str], rel: Any, *, what: str) -> Path:

@@ -334,7 +334,7 @@ def parse_wav_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
             payload = reader.readframes(n_frames)
     except (wave.Error, EOFError, struct.error, RuntimeError, ValueError) as exc:
         raise DataError(
-            f"{name}: not a readable WAV file ({type(exc).__name__}: {exc}); expected mono 16-bit PCM "
+            f"{name}: not a readable WAV file ({type(exc).__name__}: {exc or 'a chunk runs past the end of the file'}); expected mono 16-bit PCM "
             "(RIFF/WAVE, format 1); the file may be truncated or corrupt: re-download or re-export it, "
             "e.g. `sox in.wav -c 1 -b 16 -e signed-integer out.wav`"
         ) from exc

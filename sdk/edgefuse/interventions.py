@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -31,7 +31,17 @@ from edgefuse.errors import CheckpointError, ContractError
 
 if TYPE_CHECKING:
     from edgefuse.models.contract import MultimodalModel
-    from edgefuse.train import TrainConfig
+
+
+class LossConfig(Protocol):
+    """What a loss needs from a training config (:class:`edgefuse.train.TrainConfig` has it).
+
+    A protocol, so this module does not import :mod:`edgefuse.train`, which imports it.
+    """
+
+    intervention: str
+    intervention_params: Mapping[str, Any]
+
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -118,7 +128,7 @@ def _plain_loss(
     return F.cross_entropy(model(batch), labels)
 
 
-def _params(config: TrainConfig) -> dict[str, Any]:
+def _params(config: LossConfig) -> dict[str, Any]:
     allowed = DEFAULT_PARAMS[config.intervention]
     given = dict(config.intervention_params)
     unknown = sorted(set(given) - set(allowed))
@@ -141,7 +151,7 @@ def _params(config: TrainConfig) -> dict[str, Any]:
     return params
 
 
-def make_loss(config: TrainConfig) -> LossFn:
+def make_loss(config: LossConfig) -> LossFn:
     """Return the training loss of ``config.intervention`` with its (validated) parameters.
 
     Raises:

@@ -192,7 +192,7 @@ def sweep(
     import copy
 
     from edgefuse.interventions import interpolate_state
-    from edgefuse.robustness import format_set, subsets
+    from edgefuse.modality_sets import format_set, subsets
     from edgefuse.train import accuracy
 
     if split == "test":

@@ -97,15 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from edgefuse.bench import (
-        COLUMNS,
-        bench_artifact,
-        bench_checkpoint,
-        bench_model,
-        notes,
-        save_report,
-        table_rows,
-    )
+    from edgefuse.bench import bench_artifact, bench_checkpoint, bench_model
+    from edgefuse.bench_report import COLUMNS, notes, save_report, table_rows
     from edgefuse.errors import ContractError
     from edgefuse.outputs import write_file
     from edgefuse.runtime.backends.torch import is_checkpoint

@@ -1,0 +1,149 @@
+"""Rendering of benchmark reports: the table's columns and cells, notes, Markdown, and the saved report.
+
+Pure presentation of the dict :mod:`edgefuse.bench` measures (which re-exports these names);
+matplotlib is imported inside :func:`save_report`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "COLUMNS",
+    "DEFINITIONS",
+    "format_cell",
+    "notes",
+    "render_markdown",
+    "save_report",
+    "table_rows",
+]
+
+#: One-line definition of each reported figure (printed under the table and in the Markdown).
+DEFINITIONS: dict[str, str] = {
+    "size_bytes": "bytes of the model files the session loads (graphs only; manifest and reference excluded)",
+    "load_ms": "cold load: wall time to build the session (read, verify sha256, create backend sessions)",
+    "first_ms": "first inference at batch 1 right after loading (includes lazy backend initialisation)",
+    "p50_ms/p90_ms/p99_ms": "warm latency percentiles at batch 1 over --iters calls after --warmup calls",
+    "mean_ms": "mean warm latency at batch 1 over the same calls",
+    "throughput_b1": "samples/s at batch 1: iters / total warm time of those calls",
+    "throughput_b8": "samples/s at batch 8: 8 x calls / total time of warm batch-8 calls",
+    "peak_rss_mb": "peak resident set size (VmHWM; ru_maxrss off Linux) of a fresh subprocess that loads and runs it",
+    "estimate_ms": (
+        "ESTIMATE, not a measurement: roofline max(FLOPs / profile peak, bytes / profile bandwidth) for the "
+        "profile's target, FLOPs and bytes counted from the ONNX graphs that run"
+    ),
+}
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("backend", "backend"),
+    ("pattern", "pattern"),
+    ("size_bytes", "size (KiB)"),
+    ("load_ms", "load ms"),
+    ("first_ms", "first ms"),
+    ("p50_ms", "p50 ms"),
+    ("p90_ms", "p90 ms"),
+    ("p99_ms", "p99 ms"),
+    ("mean_ms", "mean ms"),
+    ("throughput_b1", "b1 /s"),
+    ("throughput_b8", "b8 /s"),
+    ("peak_rss_mb", "peak RSS MiB"),
+    ("estimate", "estimate ms"),
+)
+
+
+def format_cell(key: str, value: Any) -> str:
+    """Text of one table cell."""
+    if key == "estimate":
+        ms = value.get("ms") if isinstance(value, Mapping) else None
+        bound = value.get("bound") if isinstance(value, Mapping) else None
+        text = "n/a" if ms is None else f"~{ms:.4f} (estimate{', ' + bound + '-bound' if bound else ''})"
+    elif value is None:
+        text = "-"
+    elif key == "size_bytes":
+        text = f"{value / 1024:.1f}"
+    elif key.startswith("throughput"):
+        text = f"{value:,.0f}"
+    elif isinstance(value, float):
+        text = f"{value:.3f}" if value < 100 else f"{value:.1f}"
+    else:
+        text = str(value)
+    return text
+
+
+def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """Cells of every result row, in :data:`COLUMNS` order."""
+    return [[format_cell(k, r.get(k)) for k, _ in COLUMNS] for r in report["results"]]
+
+
+def notes(report: Mapping[str, Any]) -> list[str]:
+    """Notes about estimates, RSS scope and unavailable backends (deduplicated)."""
+    out: list[str] = [f"{u['backend']} not benchmarked: {u['reason']}" for u in report.get("unavailable", [])]
+    for r in report["results"]:
+        for text in (r["estimate"].get("note"), f"peak RSS: {r.get('rss_scope')}"):
+            if text and text not in out:
+                out.append(text)
+    return out
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as a Markdown table followed by the definition of each figure."""
+    head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    lines = [
+        f"# Benchmark: {report['artifact']}",
+        "",
+        f"profile {report.get('profile')}, format {report.get('format')}, layout {report.get('layout')}, "
+        f"warmup {report['warmup']}, iters {report['iters']}",
+        "",
+        head,
+        sep,
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
+    lines += ["", "## Definitions", ""]
+    lines += [f"- **{k}**: {v}" for k, v in report["definitions"].items()]
+    extra = notes(report)
+    if extra:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in extra]
+    return "\n".join(lines) + "\n"
+
+
+def save_report(report: Mapping[str, Any], folder: str | Path) -> dict[str, Path]:
+    """Write ``bench.json``, ``bench.md`` and ``latency.png`` (latency per pattern) into ``folder``."""
+    from edgefuse.plots import pyplot, save_figure
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "latency.png"}
+    from edgefuse.outputs import write_file
+
+    write_file(paths["json"], json.dumps(report, indent=2, default=str))
+    write_file(paths["markdown"], render_markdown(report))
+    plt = pyplot()
+    results = report["results"]
+    labels = [f"{r['backend']}\n{r['pattern']}" for r in results]
+    x = np.arange(len(results))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(results)), 3.5))
+    width = 0.25
+    for k, (key, name) in enumerate((("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"))):
+        ax.bar(x + (k - 1) * width, [r[key] for r in results], width, label=name)
+    est = [r["estimate"].get("ms") for r in results]
+    if any(e is not None for e in est):
+        ax.scatter(
+            x,
+            [math.nan if e is None else e for e in est],
+            marker="x",
+            color="black",
+            label="estimate (roofline)",
+        )
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("latency at batch 1 (ms)")
+    ax.set_title(f"latency per pattern: {Path(str(report['artifact'])).name}")
+    ax.legend()
+    save_figure(fig, paths["plot"])
+    return paths

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -115,7 +116,8 @@ class Session:
             if self._is_checkpoint
             else read_manifest(root, manifest_sha256=manifest_sha256)
         )
-        manifest.verify_files()  # every listed file: inside, regular, size, then sha256
+        # every listed file: inside, regular, size, then sha256; graphs load from these verified paths
+        self._verified: dict[str, Path] = manifest.verify_files() or {}
         data = manifest.data
         self._manifest = manifest
         self._root = root
@@ -259,8 +261,8 @@ class Session:
             raise ArtifactIntegrityError(f"{self._root}: graph {gname!r} lists no file in the manifest")
         if self._is_checkpoint:  # the checkpoint loader checks its own files (model.json, weights)
             path = self._root
-        else:  # inside the folder, regular, listed, size then sha256: checked again right before loading
-            path = self._manifest.checked_path(files[0], f"graph {gname!r}")
+        else:  # inside the folder, regular, listed, size then sha256 (verify_files above; never hashed twice)
+            path = self._verified.get(files[0]) or self._manifest.checked_path(files[0], f"graph {gname!r}")
         backend = cls()
         try:
             backend.load(

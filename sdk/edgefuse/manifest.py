@@ -174,17 +174,22 @@ class Manifest:
             )
         return verify_listed(self.root, entry, what=f"{self.root / MANIFEST_NAME}: {what}")
 
-    def verify_files(self) -> None:
+    def verify_files(self) -> dict[str, Path]:
         """Check every listed file: inside the folder, a regular file (or plain package folder), size, sha256.
+
+        Returns:
+            ``{listed path: its resolved, verified path}`` (hand these to a backend; no need to hash again).
 
         Raises:
             UnsafeFileError: A path leaves the folder or names a FIFO, device, socket...
             ArtifactIntegrityError: Naming the first file that is missing or differs.
         """
-        for entry in self.data["files"]:
-            verify_listed(
+        return {
+            entry["path"]: verify_listed(
                 self.root, entry, what=f"{self.root / MANIFEST_NAME}: files[] entry {entry['path']!r}"
             )
+            for entry in self.data["files"]
+        }
 
 
 def _fail(where: str, msg: str) -> ManifestError:

@@ -31,13 +31,36 @@ __all__ = [
     "DataError",
     "EdgeFuseError",
     "FusionInputError",
+    "MaskedFusion",
+    "ModalitySpec",
+    "MultimodalModel",
     "ProfileError",
     "__version__",
     "export",
     "get_profile",
     "list_profiles",
     "load",
+    "load_checkpoint",
+    "save_checkpoint",
 ]
+
+#: Public names imported on first use (torch is heavy; ``import edgefuse`` must stay fast).
+_LAZY = {
+    "MaskedFusion": "edgefuse.models.fusion",
+    "ModalitySpec": "edgefuse.specs",
+    "MultimodalModel": "edgefuse.models.contract",
+    "load_checkpoint": "edgefuse.checkpoint",
+    "save_checkpoint": "edgefuse.checkpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The contract classes and checkpoint functions, imported on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgefuse' has no attribute {name!r}")
 
 
 def load(

@@ -33,6 +33,8 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint_info",
     "save_checkpoint",
+    "state_bytes",
+    "weights_sha256",
 ]
 
 CHECKPOINT_SCHEMA_VERSION = 1
@@ -73,6 +75,22 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def state_bytes(model: MultimodalModel) -> bytes:
+    """The model's state dict serialised as safetensors: exactly the bytes of a checkpoint's weights file.
+
+    Its sha256 (:func:`weights_sha256`) is what a checkpoint records and what an artifact exported from
+    an in-memory model records, so the two can be compared.
+    """
+    from safetensors.torch import save
+
+    return save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+
+
+def weights_sha256(model: MultimodalModel) -> str:
+    """sha256 of :func:`state_bytes` (the same value :func:`save_checkpoint` records for this model)."""
+    return hashlib.sha256(state_bytes(model)).hexdigest()
 
 
 def save_checkpoint(

@@ -19,6 +19,7 @@ Every later stage (training, robustness, export, runtime) only relies on this co
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from edgefuse.errors import ContractError
 from edgefuse.models.fusion import MaskedFusion
 from edgefuse.specs import ModalitySpec
 
-__all__ = ["Conv2dEncoder", "MLPEncoder", "MultimodalModel", "build_model"]
+__all__ = ["Conv2dEncoder", "MLPEncoder", "MultimodalModel", "build_model", "check_contract"]
 
 
 class Conv2dEncoder(nn.Module):
@@ -111,6 +112,20 @@ class MultimodalModel(nn.Module):
         modalities: Specs in fusion order.
         label_names: Class names (C of them).
         architecture: The JSON architecture it was built from (stored in checkpoints), if any.
+        factory: The :class:`~edgefuse.factory.FactoryRef` (``package.module:function`` + kwargs) that
+            builds this architecture, if any; recorded in checkpoints so that training and WiSE-FT can
+            rebuild the modules (imported only on opt-in).
+        check: Run the contract check (below). Turn it off only for a model checked already.
+
+    The contract is checked at construction on a dummy batch of 2 rows of zeros (each encoder on the
+    device of its own parameters, in eval mode under ``no_grad``; training flags are restored and no
+    BatchNorm statistic changes): each encoder must map ``[2, *spec.shape]`` to ``[2, D]`` with ``D =
+    fusion.dim`` and the head ``[2, D]`` to ``[2, C]`` with ``C = len(label_names)``.
+
+    Raises:
+        ContractError: Duplicate modality names, encoders that do not match the modalities, a fusion
+            over another number of modalities, no labels, or a module that breaks the contract on the
+            dummy batch (the message names the module, the input shape and what it returned).
     """
 
     def __init__(
@@ -121,6 +136,9 @@ class MultimodalModel(nn.Module):
         modalities: Sequence[ModalitySpec],
         label_names: Sequence[str],
         architecture: Mapping[str, Any] | None = None,
+        *,
+        factory: Any = None,
+        check: bool = True,
     ) -> None:
         super().__init__()
         names = [m.name for m in modalities]
@@ -140,6 +158,9 @@ class MultimodalModel(nn.Module):
         self.modalities: tuple[ModalitySpec, ...] = tuple(modalities)
         self.label_names: tuple[str, ...] = tuple(label_names)
         self.architecture: dict[str, Any] = copy.deepcopy(dict(architecture or {}))
+        self.factory = factory
+        if check:
+            check_contract(self)
 
     @property
     def modality_names(self) -> tuple[str, ...]:
@@ -232,6 +253,64 @@ class MultimodalModel(nn.Module):
             batch = self._batch_size(inputs, mask)
             mask = torch.zeros(batch, len(self.modalities), dtype=torch.bool)
         return self.fusion(embeddings, mask)
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _describe(out: object) -> str:
+    if isinstance(out, Tensor):
+        return f"a tensor of shape {tuple(out.shape)} ({str(out.dtype).removeprefix('torch.')})"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {len(out)} items (return one tensor [B, D])"
+    return f"a {type(out).__name__}"
+
+
+def check_contract(model: MultimodalModel) -> None:
+    """Run each encoder and the head on a dummy batch and check the shapes the contract requires.
+
+    See :class:`MultimodalModel`. Modules are put in eval mode for the check (no BatchNorm statistic
+    or dropout state changes) and their training flags are restored afterwards.
+
+    Raises:
+        ContractError: Naming the module (``encoders['audio']``, ``head``), its input shape and what it
+            returned or raised.
+    """
+    batch, dim, classes = 2, model.fusion.dim, len(model.label_names)
+    modules = [(f"encoders[{spec.name!r}]", model.encoders[spec.name], spec) for spec in model.modalities]
+    flags = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            for label, module, spec in modules:
+                device = _module_device(module)
+                dtype = getattr(torch, spec.dtype)
+                x = torch.zeros((batch, *spec.shape), dtype=dtype, device=device)
+                _check_module(label, module, x, (batch, dim), "[B, D]")
+            fused = torch.zeros((batch, dim), device=_module_device(model.head))
+            _check_module("head", model.head, fused, (batch, classes), "[B, C]")
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+def _check_module(label: str, module: nn.Module, x: Tensor, want: tuple[int, int], form: str) -> None:
+    shape = f"[{', '.join(map(str, x.shape))}]"
+    try:
+        out = module(x)
+    except Exception as exc:
+        raise ContractError(
+            f"{label} ({type(module).__name__}) failed on a dummy input of shape {shape}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
+    if not isinstance(out, Tensor) or tuple(out.shape) != want or not out.is_floating_point():
+        raise ContractError(
+            f"{label} ({type(module).__name__}) maps {shape} to {_describe(out)}; the contract needs "
+            f"{form} = [{', '.join(map(str, want))}] floats"
+        )
 
 
 def build_model(

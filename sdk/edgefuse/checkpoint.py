@@ -3,12 +3,24 @@
 A checkpoint is a folder with
 
 * ``model.safetensors``: the state dict (tensors only, no pickle);
-* ``model.json``: ``format``, ``schema_version``, ``edgefuse_version``, ``architecture``, ``modalities``
+* ``model.json``: ``format``, ``schema_version``, ``edgefuse_version``, ``kind``, ``modalities``
   (specs with preprocessing parameters), ``label_names``, ``recipe`` (training method and
-  hyper-parameters), ``seed``, ``metrics``, ``dataset`` (a description), ``weights_sha256``.
+  hyper-parameters), ``seed``, ``metrics``, ``dataset`` (a description), ``weights_sha256``,
+  ``weights_size``, and optionally ``factory`` (``package.module:function`` + JSON kwargs).
 
-Loading checks the JSON schema, the weights' hash, and that the tensors match the architecture exactly
-(names and shapes); every mismatch is named in the :class:`~edgefuse.errors.CheckpointError`.
+Two kinds of model description:
+
+* ``architecture`` (schema 1): an EdgeFuse JSON architecture (:func:`~edgefuse.models.build_model`);
+* ``program`` (schema 2): **any** contract model. Each encoder and the head is stored as a
+  ``torch.export`` program (``programs/<graph>.json``, the graph only, see :mod:`edgefuse.programs`)
+  whose weights are in ``model.safetensors``, plus the fusion's settings. Loading needs no user code:
+  export, ``edgefuse bench``/``run`` and the torch reference backend run the programs. Training and
+  WiSE-FT-with-training need the modules themselves: a ``factory`` recorded in the checkpoint is
+  imported only with ``load_checkpoint(..., trust_code=True)`` (CLI ``--allow-import``).
+
+Loading checks the JSON schema, every file's size and sha256, and that the tensors match the
+architecture or programs exactly (names, dtypes, shapes); every mismatch is named in the
+:class:`~edgefuse.errors.CheckpointError`.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefuse.errors import CheckpointError, ContractError
+from edgefuse.errors import CheckpointError, ContractError, EdgeFuseError
 from edgefuse.specs import ModalitySpec
 
 if TYPE_CHECKING:
@@ -37,13 +49,22 @@ __all__ = [
     "weights_sha256",
 ]
 
-CHECKPOINT_SCHEMA_VERSION = 1
+CHECKPOINT_SCHEMA_VERSION = 2
 FORMAT = "edgefuse-checkpoint"
 WEIGHTS = "model.safetensors"
 INFO = "model.json"
-_REQUIRED = ("format", "schema_version", "architecture", "modalities", "label_names", "weights_sha256")
+PROGRAMS = "programs"
+KINDS = ("architecture", "program")
+_REQUIRED = ("format", "schema_version", "modalities", "label_names", "weights_sha256")
+_REQUIRED_BY_KIND = {"architecture": ("architecture",), "program": ("programs", "fusion")}
 _ALLOWED = {
     *_REQUIRED,
+    "architecture",
+    "kind",
+    "programs",
+    "fusion",
+    "factory",
+    "torch_version",
     "edgefuse_version",
     "recipe",
     "seed",
@@ -56,25 +77,23 @@ _ALLOWED = {
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the model and its description."""
+    """A loaded checkpoint: the model and its description.
+
+    ``trainable`` is false for a program checkpoint loaded without its factory: its encoders and head
+    are ``torch.export`` graphs fixed in eval mode (right for export, benchmarks and evaluation; not
+    for training, where BatchNorm and dropout must run in training mode).
+    """
 
     model: MultimodalModel
     info: dict[str, Any]
     path: Path
     recipe: dict[str, Any] = field(default_factory=dict)
+    trainable: bool = True
 
     @property
     def metrics(self) -> dict[str, Any]:
         """Metrics recorded at training time."""
         return dict(self.info.get("metrics") or {})
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def state_bytes(model: MultimodalModel) -> bytes:
@@ -128,39 +147,84 @@ def save_checkpoint(
 
     Raises:
         CheckpointError: When ``out_dir`` exists and ``overwrite`` is false, when it is not a replaceable
-            checkpoint folder (the message says what it holds), or the model has no architecture to
-            record. Nothing is written in these cases.
+            checkpoint folder (the message says what it holds), or (for a model without a JSON
+            architecture) ``torch.export`` cannot trace an encoder or the head (the message names it).
+            Nothing is written in these cases.
+
+    A model built from a JSON architecture is stored as such (``kind: architecture``); any other
+    contract model as ``torch.export`` programs (``kind: program``, see the module docstring), with
+    ``model.factory`` recorded when it has one.
     """
-    from safetensors.torch import save_file
+    import torch
 
     from edgefuse import __version__, outputs
 
     out = Path(out_dir)
     outputs.check_output(out, outputs.CHECKPOINT, overwrite=overwrite, error=CheckpointError)
-    if not model.architecture:
-        raise CheckpointError(
-            "the model has no architecture description; build it with edgefuse.models.build_model"
-        )
+    programs = {} if model.architecture else _trace_programs(model)
     with outputs.stage(out, outputs.CHECKPOINT, overwrite=overwrite, error=CheckpointError) as staging:
         tmp = staging.path
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
+        raw = state_bytes(model)
+        (tmp / WEIGHTS).write_bytes(raw)
+        described: dict[str, Any]
+        if model.architecture:
+            described = {"schema_version": 1, "kind": "architecture", "architecture": model.architecture}
+        else:
+            (tmp / PROGRAMS).mkdir()
+            entries = {}
+            for graph, data in programs.items():
+                rel = f"{PROGRAMS}/{graph}.json"
+                (tmp / rel).write_bytes(data)
+                entries[graph] = {"file": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            fusion = model.fusion
+            described = {
+                "schema_version": 2,
+                "kind": "program",
+                "programs": entries,
+                "fusion": {
+                    "dim": int(fusion.dim),
+                    "eps": float(fusion.eps),
+                    "learn_weights": isinstance(fusion.log_weights, torch.nn.Parameter),
+                    "affine": fusion.norm.weight is not None,
+                },
+                "torch_version": torch.__version__,
+            }
+        if getattr(model, "factory", None) is not None:
+            described["factory"] = model.factory.to_dict()
         info = {
             "format": FORMAT,
-            "schema_version": CHECKPOINT_SCHEMA_VERSION,
+            **described,
             "edgefuse_version": __version__,
-            "architecture": model.architecture,
             "modalities": [m.to_dict() for m in model.modalities],
             "label_names": list(model.label_names),
             "recipe": dict(recipe or {}),
             "seed": seed,
             "metrics": dict(metrics or {}),
             "dataset": dict(dataset or {}),
-            "weights_sha256": _sha256(tmp / WEIGHTS),
-            "weights_size": (tmp / WEIGHTS).stat().st_size,
+            "weights_sha256": hashlib.sha256(raw).hexdigest(),
+            "weights_size": len(raw),
         }
         (tmp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True, default=_json_default))
         staging.commit()
+    return out
+
+
+def _trace_programs(model: MultimodalModel) -> dict[str, bytes]:
+    """Each encoder (``encoder_<m>``) and the head as program JSON (see :mod:`edgefuse.programs`)."""
+    import torch
+
+    from edgefuse.programs import save_program
+
+    out = {}
+    for spec in model.modalities:
+        example = torch.zeros((2, *spec.shape), dtype=getattr(torch, spec.dtype))
+        if example.is_floating_point():
+            example = torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
+        out[f"encoder_{spec.name}"] = save_program(
+            model.encoders[spec.name], example, f"encoders[{spec.name!r}]"
+        )
+    fused = torch.randn((2, model.embed_dim), generator=torch.Generator().manual_seed(1))
+    out["head"] = save_program(model.head, fused, "head")
     return out
 
 
@@ -238,7 +302,12 @@ def read_checkpoint_info(path: str | Path, *, info_sha256: str | None = None) ->
             f"{info_path}: schema_version {version!r:.40} is not supported by this EdgeFuse "
             f"(supports 1..{CHECKPOINT_SCHEMA_VERSION}); upgrade edgefuse"
         )
-    missing = [k for k in _REQUIRED if k not in info]
+    kind = info.get("kind", "architecture")
+    if kind not in KINDS or (version == 1 and kind != "architecture"):
+        raise CheckpointError(
+            f"{info_path}: kind {kind!r:.40} is not one of {list(KINDS)} (schema {version})"
+        )
+    missing = [k for k in (*_REQUIRED, *_REQUIRED_BY_KIND[kind]) if k not in info]
     if missing:
         raise CheckpointError(f"{info_path} is missing {missing}")
     unknown = sorted(set(info) - _ALLOWED)
@@ -264,8 +333,20 @@ def _check_info_types(info: Mapping[str, Any], info_path: Path) -> None:
     size = info.get("weights_size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise CheckpointError(f"{info_path}: weights_size must be a byte count >= 0; got {size!r:.40}")
-    if not isinstance(info["architecture"], dict):
+    if "architecture" in info and not isinstance(info["architecture"], dict):
         raise CheckpointError(f"{info_path}: architecture must be an object")
+    if info.get("kind") == "program":
+        _check_program_info(info, info_path)
+    if info.get("factory") is not None:
+        from edgefuse.factory import FactoryError, parse_factory_ref
+
+        factory = info["factory"]
+        try:
+            if not isinstance(factory, dict) or set(factory) - {"callable", "kwargs"}:
+                raise FactoryError("factory must be an object with 'callable' and 'kwargs'")
+            parse_factory_ref(factory.get("callable"), factory.get("kwargs"))
+        except FactoryError as exc:
+            raise CheckpointError(f"{info_path}: {exc}") from None
     if not isinstance(info["modalities"], list) or not info["modalities"]:
         raise CheckpointError(f"{info_path}: modalities must be a non-empty list of modality specs")
     labels = info["label_names"]
@@ -274,6 +355,53 @@ def _check_info_types(info: Mapping[str, Any], info_path: Path) -> None:
     for key in ("recipe", "metrics", "dataset"):
         if info.get(key) is not None and not isinstance(info[key], dict):
             raise CheckpointError(f"{info_path}: {key} must be an object")
+
+
+def _check_program_info(info: Mapping[str, Any], info_path: Path) -> None:
+    import re
+
+    programs = info["programs"]
+    modalities = info["modalities"]
+    names = [m.get("name") if isinstance(m, dict) else None for m in modalities]
+    want = {*(f"encoder_{n}" for n in names), "head"}
+    if not isinstance(programs, dict) or set(programs) != want:
+        raise CheckpointError(
+            f"{info_path}: programs must be one per encoder and the head, {sorted(map(str, want))}; got "
+            f"{sorted(programs)[:20] if isinstance(programs, dict) else type(programs).__name__}"
+        )
+    for graph, entry in programs.items():
+        ok = (
+            isinstance(entry, dict)
+            and set(entry) == {"file", "sha256", "size"}
+            and entry["file"] == f"{PROGRAMS}/{graph}.json"
+            and isinstance(entry["sha256"], str)
+            and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]) is not None
+            and isinstance(entry["size"], int)
+            and not isinstance(entry["size"], bool)
+            and entry["size"] > 0
+        )
+        if not ok:
+            raise CheckpointError(
+                f"{info_path}: programs[{graph!r}] must be {{file: '{PROGRAMS}/{graph}.json', sha256, size}}; got "
+                f"{str(entry)[:160]}"
+            )
+    fusion = info["fusion"]
+    if (
+        not isinstance(fusion, dict)
+        or set(fusion) != {"dim", "eps", "learn_weights", "affine"}
+        or not isinstance(fusion["dim"], int)
+        or isinstance(fusion["dim"], bool)
+        or not isinstance(fusion["eps"], float)
+        or not all(isinstance(fusion[k], bool) for k in ("learn_weights", "affine"))
+    ):
+        raise CheckpointError(
+            f"{info_path}: fusion must be {{dim: int, eps: float, learn_weights: bool, affine: bool}}; got "
+            f"{str(fusion)[:160]}"
+        )
+    from edgefuse.manifest import MAX_DIM
+
+    if not 1 <= fusion["dim"] <= MAX_DIM:
+        raise CheckpointError(f"{info_path}: fusion.dim {fusion['dim']} is not in 1..{MAX_DIM}")
 
 
 def info_sha256(path: str | Path) -> str:
@@ -425,20 +553,138 @@ def _architecture_state(
     return modalities, state
 
 
-def load_checkpoint(path: str | Path, *, info_sha256: str | None = None) -> Checkpoint:
+def _program_files(folder: Path, info: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each program's JSON: inside the folder, a regular file of its recorded size and sha256, checked."""
+    from edgefuse.errors import EdgeFuseError
+    from edgefuse.programs import check_program
+    from edgefuse.trust import MAX_JSON_BYTES, hash_bytes, loads_json, read_bounded
+
+    out = {}
+    for graph, entry in info["programs"].items():
+        where = folder / entry["file"]
+        try:
+            raw = read_bounded(
+                _inside(folder, entry["file"]),
+                max_bytes=min(entry["size"], MAX_JSON_BYTES),
+                what=f"program {graph}",
+            )
+        except EdgeFuseError as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
+        if len(raw) != entry["size"] or hash_bytes(raw) != entry["sha256"]:
+            raise CheckpointError(
+                f"{where} has {len(raw)} bytes and sha256 {hash_bytes(raw)[:12]}...; {INFO} records {entry['size']} "
+                f"bytes and {entry['sha256'][:12]}...: the program was modified or belongs to another checkpoint"
+            )
+        try:
+            data = loads_json(raw, what=str(where))
+        except (ValueError, EdgeFuseError) as exc:
+            raise CheckpointError(f"{where} is not valid JSON: {exc}") from None
+        out[graph] = check_program(data, str(where))
+    return out
+
+
+def _modalities(info: Mapping[str, Any], info_path: Path) -> list[ModalitySpec]:
+    try:
+        return [ModalitySpec.from_dict(m) for m in info["modalities"]]
+    except (ContractError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{info_path}: invalid modality spec: {type(exc).__name__}: {exc}") from None
+
+
+def _fusion_module(info: Mapping[str, Any], count: int, info_path: Path) -> Any:
+    from edgefuse.models.fusion import MaskedFusion
+
+    f = info["fusion"]
+    try:
+        return MaskedFusion(
+            count, f["dim"], eps=f["eps"], learn_weights=f["learn_weights"], affine=f["affine"]
+        )
+    except (EdgeFuseError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{info_path}: fusion {f} cannot be built: {exc}") from None
+
+
+def _state_of(module: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return {k: (str(v.dtype).removeprefix("torch."), tuple(v.shape)) for k, v in module.state_dict().items()}
+
+
+def _program_state(
+    info: Mapping[str, Any], programs: Mapping[str, Mapping[str, Any]], info_path: Path, folder: Path
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{tensor: (dtype, shape)}`` the programs and the fusion read, from their descriptions only."""
+    import torch
+
+    from edgefuse.programs import expected_state
+
+    expected: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for graph, data in programs.items():
+        prefix = "head." if graph == "head" else f"encoders.{graph.removeprefix('encoder_')}."
+        for k, v in expected_state(data, str(folder / info["programs"][graph]["file"])).items():
+            expected[prefix + k] = v
+    with torch.device("meta"):
+        fusion = _fusion_module(info, len(info["modalities"]), info_path)
+    expected.update({f"fusion.{k}": v for k, v in _state_of(fusion).items()})
+    return expected
+
+
+def _compare_state(
+    found: Mapping[str, tuple[str, tuple[int, ...]]],
+    expected: Mapping[str, tuple[str, tuple[int, ...]]],
+    weights: Path,
+    against: str,
+) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    common = set(found) & set(expected)
+    wrong = sorted(
+        f"{k}: file {found[k][1]} vs {against} {expected[k][1]}"
+        for k in common
+        if found[k][1] != expected[k][1]
+    )
+    dtypes = sorted(
+        f"{k}: file {found[k][0]} vs {against} {expected[k][0]}"
+        for k in common
+        if found[k][0] != expected[k][0]
+    )
+    if missing or unexpected or wrong or dtypes:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing[:20]}")
+        if unexpected:
+            parts.append(f"unexpected tensors {unexpected[:20]}")
+        if wrong:
+            parts.append(f"wrong shapes {wrong[:20]}")
+        if dtypes:
+            parts.append(f"wrong dtypes {dtypes[:20]} (EdgeFuse never converts stored tensors)")
+        raise CheckpointError(f"{weights} does not match the {against} in {INFO}: " + "; ".join(parts))
+
+
+def load_checkpoint(
+    path: str | Path, *, info_sha256: str | None = None, trust_code: bool = False
+) -> Checkpoint:
     """Load a checkpoint folder into a :class:`~edgefuse.models.contract.MultimodalModel` (eval mode).
 
     Order of checks, each before anything is allocated from the file's claims: ``model.json`` (bounded,
     validated, optionally pinned by ``info_sha256``); the weights file (inside the folder, regular, its
-    recorded size, then its sha256); the architecture, built first on torch's meta device so absurd or
-    negative sizes cost no memory; every tensor's name, dtype and shape in the safetensors header
-    against that architecture; then the tensors themselves, which must be finite.
+    recorded size, then its sha256); for an ``architecture`` checkpoint the architecture, built first on
+    torch's meta device so absurd or negative sizes cost no memory; for a ``program`` checkpoint each
+    program file (size, sha256, then the operator/expression allow-list of :mod:`edgefuse.programs`);
+    every tensor's name, dtype and shape in the safetensors header against what the model reads; then
+    the tensors themselves, which must be finite.
+
+    Args:
+        path: The checkpoint folder.
+        info_sha256: Pins ``model.json`` (which records every other file's sha256).
+        trust_code: For a program checkpoint that records a ``factory``: import it and build the model
+            from the user's own modules (trainable: :attr:`Checkpoint.trainable`). Importing runs the
+            user's code, so it is never done by default; without it (or without a factory) the model
+            runs the stored programs, which needs no user code but is fixed in eval mode.
 
     Raises:
-        CheckpointError: When the description is invalid, the weights file is missing, not a regular
-            file or was modified (size, sha256), the architecture cannot be built, the tensors do not
-            match it (every missing, unexpected, wrongly typed and wrongly shaped tensor is named), or a
-            tensor holds NaN/Inf.
+        CheckpointError: When the description is invalid, the weights or a program file is missing, not
+            a regular file or was modified (size, sha256), a program uses an operator or expression that
+            is not allowed, the architecture cannot be built, the tensors do not match it (every missing,
+            unexpected, wrongly typed and wrongly shaped tensor is named), or a tensor holds NaN/Inf.
+        FactoryError: With ``trust_code``, when the recorded factory cannot be imported or does not
+            build a model over the checkpoint's modalities and labels.
     """
     import torch
     from safetensors import SafetensorError
@@ -452,31 +698,26 @@ def load_checkpoint(path: str | Path, *, info_sha256: str | None = None) -> Chec
     if not weights.exists() and not weights.is_symlink():
         raise CheckpointError(f"{weights} is missing")
     raw = _read_weights(folder, info)
-    modalities, expected = _architecture_state(info, folder / INFO)
     found = _safetensors_header(raw, weights)
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(
-        f"{k}: file {found[k][1]} vs architecture {expected[k][1]}"
-        for k in set(found) & set(expected)
-        if found[k][1] != expected[k][1]
-    )
-    dtypes = sorted(
-        f"{k}: file {found[k][0]} vs architecture {expected[k][0]}"
-        for k in set(found) & set(expected)
-        if found[k][0] != expected[k][0]
-    )
-    if missing or unexpected or wrong or dtypes:
-        parts = []
-        if missing:
-            parts.append(f"missing tensors {missing}")
-        if unexpected:
-            parts.append(f"unexpected tensors {unexpected}")
-        if wrong:
-            parts.append(f"wrong shapes {wrong}")
-        if dtypes:
-            parts.append(f"wrong dtypes {dtypes} (EdgeFuse never converts stored tensors)")
-        raise CheckpointError(f"{weights} does not match the architecture in {INFO}: " + "; ".join(parts))
+    info_path = folder / INFO
+    trainable = True
+    if info.get("kind", "architecture") == "architecture":
+        modalities, expected = _architecture_state(info, info_path)
+        _compare_state(found, expected, weights, "architecture")
+        model = None
+    elif trust_code and info.get("factory"):
+        from edgefuse.factory import FactoryRef, build_with, import_factory
+
+        modalities = _modalities(info, info_path)
+        ref = FactoryRef(info["factory"]["callable"], info["factory"].get("kwargs") or {})
+        model = build_with(import_factory(ref, allow_import=True), modalities, info["label_names"])
+        model.factory = ref
+        _compare_state(found, _state_of(model), weights, f"model built by {ref.callable}")
+    else:
+        modalities = _modalities(info, info_path)
+        programs = _program_files(folder, info)
+        _compare_state(found, _program_state(info, programs, info_path, folder), weights, "programs")
+        model, trainable = programs, False
     try:
         state = load_bytes(raw)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -487,7 +728,38 @@ def load_checkpoint(path: str | Path, *, info_sha256: str | None = None) -> Chec
             f"{weights}: tensors {bad[:10]}{' ...' if len(bad) > 10 else ''} hold NaN or Inf; the model would "
             "produce NaN logits. Retrain or restore the checkpoint (lower the learning rate if training diverged)"
         )
-    model = build_model(info["architecture"], modalities, info["label_names"])
-    model.load_state_dict(state)
+    if model is None:
+        model = build_model(info["architecture"], modalities, info["label_names"])
+    elif isinstance(model, dict):
+        model = _program_model(info, model, state, modalities, folder)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights} cannot be loaded into the model: {str(exc)[:600]}") from None
     model.eval()
-    return Checkpoint(model=model, info=info, path=folder, recipe=dict(info.get("recipe") or {}))
+    return Checkpoint(
+        model=model, info=info, path=folder, recipe=dict(info.get("recipe") or {}), trainable=trainable
+    )
+
+
+def _program_model(
+    info: Mapping[str, Any],
+    programs: Mapping[str, Mapping[str, Any]],
+    state: Mapping[str, Any],
+    modalities: list[ModalitySpec],
+    folder: Path,
+) -> MultimodalModel:
+    """The contract model whose encoders and head are the stored programs (no user code)."""
+    from edgefuse.models.contract import MultimodalModel
+    from edgefuse.programs import load_program
+
+    def part(graph: str, prefix: str) -> Any:
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        return load_program(programs[graph], sub, str(folder / info["programs"][graph]["file"]))
+
+    encoders = {m.name: part(f"encoder_{m.name}", f"encoders.{m.name}.") for m in modalities}
+    fusion = _fusion_module(info, len(modalities), folder / INFO)
+    try:
+        return MultimodalModel(encoders, fusion, part("head", "head."), modalities, info["label_names"])
+    except ContractError as exc:
+        raise CheckpointError(f"{folder}: the stored programs break the model contract: {exc}") from None

@@ -38,7 +38,9 @@ __all__ = [
 #: ``factory(modalities, label_names, **kwargs) -> MultimodalModel``
 ModelFactory = Callable[..., "MultimodalModel"]
 
-_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_REF = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+)
 #: Most bytes of a factory's JSON keyword arguments.
 MAX_KWARGS_BYTES = 64 << 10
 
@@ -135,7 +137,9 @@ def import_factory(ref: FactoryRef | str, *, allow_import: bool = False) -> Mode
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise FactoryError(f"{module_name!r} has no attribute {attr!r} (model factory {parsed.callable!r})") from None
+            raise FactoryError(
+                f"{module_name!r} has no attribute {attr!r} (model factory {parsed.callable!r})"
+            ) from None
     if not callable(obj):
         raise FactoryError(f"model factory {parsed.callable!r} is a {type(obj).__name__}, not a callable")
     kwargs = dict(parsed.kwargs)

@@ -201,6 +201,9 @@ def _unlisted(folder: Path, kind: str) -> list[str]:
     """
     if kind == CHECKPOINT:
         allowed = dict.fromkeys(_CHECKPOINT_FILES, False)
+        programs = _checkpoint_programs(folder)
+        if programs is not None:
+            allowed["programs"] = True
     else:
         manifest = _read_json(folder / "manifest.json")
         allowed = _artifact_files(manifest if isinstance(manifest, dict) else {})
@@ -214,7 +217,29 @@ def _unlisted(folder: Path, kind: str) -> list[str]:
         )
         if not ok:
             foreign.append(entry.name)
+        elif kind == CHECKPOINT and entry.name == "programs":
+            for sub in os.scandir(entry.path):
+                if (
+                    sub.name not in (programs or set())
+                    or sub.is_symlink()
+                    or not sub.is_file(follow_symlinks=False)
+                ):
+                    foreign.append(f"programs/{sub.name}")
     return sorted(foreign)
+
+
+def _checkpoint_programs(folder: Path) -> set[str] | None:
+    """File names under ``programs/`` that a program checkpoint's ``model.json`` lists (None: not one)."""
+    info = _read_json(folder / "model.json")
+    programs = info.get("programs") if isinstance(info, dict) else None
+    if not isinstance(programs, dict):
+        return None
+    names = set()
+    for entry in programs.values():
+        rel = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(rel, str) and rel.startswith("programs/") and "/" not in rel[len("programs/") :]:
+            names.add(rel[len("programs/") :])
+    return names
 
 
 def _absolute(target: str | Path) -> Path:

@@ -1,0 +1,358 @@
+"""Graphs of a user's model stored without its source code: ``torch.export`` programs as checked JSON.
+
+A checkpoint of a model that was not built from an EdgeFuse JSON architecture stores each encoder and
+the head as a ``torch.export`` program (the ATen graph, dynamic batch), so that export, the runtime's
+torch reference backend and benchmarks run it **without importing the user's code**.
+
+Only the program's *graph* is stored here (``torch._export.serde`` JSON, no weights, no pickle): the
+weights live in the checkpoint's ``model.safetensors`` and are handed to the deserializer as tensors.
+Deserializing a ``.pt2`` from someone else is not safe as such: torch's loader unpickles constants,
+``sympify``s (``eval``s) shape expressions and compiles ``guards_code`` into Python. So before torch
+sees a program, :func:`check_program` requires that
+
+* every node target is an ATen/prims operator (``torch.ops.aten.*``) or one of a few arithmetic
+  ``_operator``/``torch.sym_*`` functions for symbolic sizes (no higher-order ops, no custom ops, no
+  extension operators);
+* every shape expression is made of ``Symbol('s<n>', ...)``, integers and a fixed list of sympy
+  function names (no attribute access, no other names);
+* there is no ``guards_code``, no custom objects and no stored state (those would be unpickled).
+
+Programs are traced in eval mode with PyTorch's fused transformer fast path turned off, so the graph
+holds the composable ops every converter (ONNX, LiteRT, Core ML) knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from edgefuse.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+__all__ = [
+    "MAX_PROGRAM_BATCH",
+    "check_program",
+    "expected_state",
+    "load_program",
+    "no_fastpath",
+    "save_program",
+]
+
+#: The largest batch a stored program accepts (its dynamic batch dimension is 1..this).
+MAX_PROGRAM_BATCH = 4096
+_ATEN = re.compile(r"^torch\.ops\.(aten|prims)\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$")
+_SYMBOLIC = {
+    *(
+        f"_operator.{op}"
+        for op in ("add", "sub", "mul", "floordiv", "truediv", "mod", "neg", "pow", "getitem")
+    ),
+    *(f"_operator.{op}" for op in ("eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "not_")),
+    *(
+        f"torch.{fn}"
+        for fn in ("sym_int", "sym_float", "sym_max", "sym_min", "sym_not", "sym_sqrt", "sym_ite")
+    ),
+    *(f"math.{fn}" for fn in ("ceil", "floor", "trunc")),
+}
+_EXPR_NAMES = {
+    "Symbol",
+    "Integer",
+    "Rational",
+    "Add",
+    "Mul",
+    "Pow",
+    "Max",
+    "Min",
+    "Mod",
+    "Abs",
+    "Eq",
+    "Ne",
+    "Lt",
+    "Le",
+    "Gt",
+    "Ge",
+    "StrictLessThan",
+    "StrictGreaterThan",
+    "LessThan",
+    "GreaterThan",
+    "Equality",
+    "Unequality",
+    "And",
+    "Or",
+    "Not",
+    "FloorDiv",
+    "CeilDiv",
+    "CleanDiv",
+    "ModularIndexing",
+    "PythonMod",
+    "IntTrueDiv",
+    "FloatTrueDiv",
+    "TruncToInt",
+    "CeilToInt",
+    "FloorToInt",
+    "RoundToInt",
+    "ToFloat",
+    "floor",
+    "ceiling",
+    "oo",
+    "int_oo",
+    "True",
+    "False",
+    "positive",
+    "integer",
+    "nonnegative",
+    "real",
+    "finite",
+}
+_EXPR_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|'[^']*'|\d+|\s+|.")
+_EXPR_PUNCT = set("(),=+-*/")
+_MAX_EXPR = 2000
+# torch._export.serde.schema.ScalarType -> torch dtype name
+_SCALAR_TYPES = {
+    1: "uint8",
+    2: "int8",
+    3: "int16",
+    4: "int32",
+    5: "int64",
+    6: "float16",
+    7: "float32",
+    8: "float64",
+    12: "bool",
+    13: "bfloat16",
+}
+
+
+@contextlib.contextmanager
+def no_fastpath() -> Iterator[None]:
+    """Turn PyTorch's fused ``nn.MultiheadAttention``/transformer fast path off (restored on exit).
+
+    In eval mode under ``no_grad`` PyTorch runs ``_transformer_encoder_layer_fwd``, one fused op no
+    converter knows; tracing with the fast path off gives the composable ops instead.
+    """
+    import torch
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def save_program(module: nn.Module, example: Tensor, label: str) -> bytes:
+    """Trace ``module`` (eval mode, dynamic batch) with ``torch.export`` and return the graph as JSON bytes.
+
+    Stack traces (which hold the user's file paths) are dropped. The module's state is not stored: the
+    weights go to the checkpoint's safetensors file, keyed like ``module.state_dict()``.
+
+    Raises:
+        CheckpointError: When ``torch.export`` cannot trace the module (the message has torch's reason
+            and says what usually causes it), or the program holds something that is not a plain tensor
+            (a custom object) or a lifted constant tensor, which this format does not store.
+    """
+    import torch
+    from torch._export.serde.serialize import serialize
+
+    batch = torch.export.Dim("batch", min=1, max=MAX_PROGRAM_BATCH)
+    flags = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        with no_fastpath():
+            program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    except Exception as exc:
+        raise CheckpointError(
+            f"torch.export cannot trace {label} ({type(module).__name__}) for a checkpoint: {type(exc).__name__}: "
+            f"{str(exc)[:600]}. Data-dependent Python control flow or a batch size written into the code "
+            "(e.g. x.view(2, -1)) are the usual causes; save with a factory-built model or fix the module"
+        ) from None
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+    if program.constants:
+        raise CheckpointError(
+            f"{label} ({type(module).__name__}) creates tensors or objects inside forward "
+            f"({sorted(program.constants)[:5]}); register them as buffers (self.register_buffer) so they are "
+            "stored with the weights"
+        )
+    state_names = set(module.state_dict())
+    for spec in program.graph_signature.input_specs:
+        if spec.kind.name in ("PARAMETER", "BUFFER") and spec.target not in state_names:
+            raise CheckpointError(
+                f"{label}: {spec.target!r} is a non-persistent buffer; make it persistent so it is stored"
+            )
+    artifact = serialize(
+        program, serialize_state_dict=False, serialize_constants=False, serialize_example_inputs=False
+    )
+    data = json.loads(artifact.exported_program)
+    _strip_stack_traces(data)
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _strip_stack_traces(node: Any) -> None:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            meta = item.get("metadata")
+            if isinstance(meta, dict):
+                meta.pop("stack_trace", None)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def check_program(data: Any, what: str) -> dict[str, Any]:
+    """Check a program's JSON (already parsed with bounded size and nesting) before torch deserializes it.
+
+    See the module docstring for the rules.
+
+    Raises:
+        CheckpointError: Naming ``what`` and the first thing that is not allowed.
+    """
+
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{what} is not a program EdgeFuse loads: {why}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("graph_module"), dict):
+        raise bad("it is not a torch.export program (no graph_module)")
+    if data.get("guards_code") not in (None, []):
+        raise bad("it holds guards_code (Python source torch would compile); EdgeFuse never writes any")
+    graph = data["graph_module"].get("graph")
+    if not isinstance(graph, dict):
+        raise bad("graph_module has no graph")
+    if graph.get("custom_obj_values") not in (None, {}):
+        raise bad("it holds custom objects (they would be unpickled)")
+    stack: list[Any] = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            target = item.get("target")  # only graph nodes have a target in the schema: check every one
+            if "target" in item and not (
+                isinstance(target, str) and (_ATEN.match(target) or target in _SYMBOLIC)
+            ):
+                raise bad(
+                    f"node target {str(target)[:120]!r} is not an ATen operator (custom and "
+                    "higher-order operators are not loaded)"
+                )
+            expr = item.get("expr_str")
+            if expr is not None:
+                _check_expr(expr, bad)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return data
+
+
+def _check_expr(expr: Any, bad: Any) -> None:
+    if not isinstance(expr, str) or len(expr) > _MAX_EXPR:
+        raise bad(f"a shape expression is not a string of at most {_MAX_EXPR} characters")
+    for token in _EXPR_TOKEN.findall(expr):
+        if token.isspace() or token.isdigit() or token in _EXPR_PUNCT:
+            continue
+        if token.startswith("'"):
+            if not re.fullmatch(r"'[a-z]+[0-9]+'", token):
+                raise bad(f"shape expression {expr[:120]!r} names symbol {token[:40]}")
+            continue
+        if token not in _EXPR_NAMES:
+            raise bad(f"shape expression {expr[:120]!r} uses {token[:40]!r}, which is not allowed")
+
+
+def expected_state(data: Mapping[str, Any], what: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{state name: (dtype, shape)}`` of the parameters and buffers a checked program reads.
+
+    Raises:
+        CheckpointError: When an entry has a symbolic or malformed size or an unknown dtype.
+    """
+    gm = data["graph_module"]
+    values = gm["graph"].get("tensor_values") or {}
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for spec in gm.get("signature", {}).get("input_specs") or []:
+        if not isinstance(spec, dict):
+            raise CheckpointError(f"{what}: malformed input spec")
+        for kind, key in (("parameter", "parameter_name"), ("buffer", "buffer_name")):
+            entry = spec.get(kind)
+            if not isinstance(entry, dict):
+                continue
+            name = entry.get(key)
+            arg = (entry.get("arg") or {}).get("name")
+            meta = values.get(arg) if isinstance(arg, str) else None
+            if not isinstance(name, str) or not isinstance(meta, dict):
+                raise CheckpointError(f"{what}: {kind} {str(name)[:80]!r} has no tensor description")
+            sizes = meta.get("sizes")
+            dims = []
+            for s in sizes if isinstance(sizes, list) else [None]:
+                v = s.get("as_int") if isinstance(s, dict) else None
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                    raise CheckpointError(f"{what}: {kind} {name!r} has a size that is not a fixed integer")
+                dims.append(v)
+            dtype = _SCALAR_TYPES.get(meta.get("dtype"))
+            if dtype is None:
+                raise CheckpointError(f"{what}: {kind} {name!r} has dtype code {meta.get('dtype')!r:.20}")
+            out[name] = (dtype, tuple(dims))
+        for kind in ("constant_input", "tensor_constant", "custom_obj", "token"):
+            if spec.get(kind) is not None:
+                raise CheckpointError(f"{what}: the program reads a {kind}, which EdgeFuse does not store")
+    return out
+
+
+def load_program(data: Mapping[str, Any], state: Mapping[str, Tensor], what: str) -> nn.Module:
+    """Deserialize a checked program with its weights and return it as a module (``ExportedProgram.module()``).
+
+    Args:
+        data: JSON that passed :func:`check_program`.
+        state: The program's parameters and buffers (names as in :func:`expected_state`).
+        what: The file, for messages.
+
+    Raises:
+        CheckpointError: When torch cannot rebuild the program (e.g. written by an incompatible torch).
+    """
+    import torch
+    from torch._export.serde import schema
+    from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+
+    params = {
+        spec["parameter"].get("parameter_name")
+        for spec in data["graph_module"]["signature"].get("input_specs") or []
+        if isinstance(spec, dict) and isinstance(spec.get("parameter"), dict)
+    }
+    tensors = {k: torch.nn.Parameter(v) if k in params else v for k, v in state.items()}
+    try:
+        serialized = _dict_to_dataclass(schema.ExportedProgram, dict(data))
+        program = ExportedProgramDeserializer().deserialize(serialized, tensors, {}, None)
+        module = program.module()
+    except Exception as exc:
+        raise CheckpointError(
+            f"{what} cannot be rebuilt by torch {torch.__version__}: {type(exc).__name__}: {str(exc)[:400]} "
+            f"(written by torch {str(data.get('torch_version'))[:20]}?)"
+        ) from None
+    return _fixed_in_eval(module, what)
+
+
+def _fixed_in_eval(module: nn.Module, what: str) -> nn.Module:
+    """Make ``eval()`` a no-op and ``train()`` a clear error on a program's module.
+
+    torch's unlifted program module raises ``NotImplementedError`` from both; the graph was traced in
+    eval mode, so eval is already what it computes and training it would silently keep BatchNorm and
+    dropout in eval behaviour.
+    """
+    import types
+
+    from edgefuse.errors import ContractError
+
+    def train(self: nn.Module, mode: bool = True) -> nn.Module:
+        if mode:
+            raise ContractError(
+                f"{what} is a stored torch.export program, fixed in eval mode; it cannot be trained. Load the "
+                "checkpoint with trust_code=True (CLI: --allow-import) and a recorded model factory to train"
+            )
+        self.training = False
+        return self
+
+    module.train = types.MethodType(train, module)  # type: ignore[method-assign]
+    module.eval = types.MethodType(lambda self: train(self, False), module)  # type: ignore[method-assign]
+    module.training = False
+    return module

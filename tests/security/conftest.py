@@ -32,6 +32,42 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_program_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of a user-written model (no JSON architecture): torch.export programs + safetensors."""
+    torch = pytest.importorskip("torch")
+    from edgefuse.checkpoint import save_checkpoint
+    from edgefuse.models.contract import MultimodalModel
+    from edgefuse.models.fusion import MaskedFusion
+    from edgefuse.specs import ModalitySpec
+    from torch import nn
+
+    specs = tuple(ModalitySpec(m, s) for m, s in SHAPES.items())
+    torch.manual_seed(0)
+    encoders = {
+        "audio": nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 8),
+        ),
+        "image": nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Hardswish(), nn.Linear(16, 8)),
+    }
+    head = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 4))
+    model = MultimodalModel(
+        encoders, MaskedFusion(2, 8, learn_weights=True), head, specs, ["a", "b", "c", "d"]
+    )
+    return save_checkpoint(model.eval(), tmp_path_factory.mktemp("sec") / "prog")
+
+
+@pytest.fixture
+def program_copy(tiny_program_checkpoint: Path, tmp_path: Path) -> Path:
+    """A private copy of :func:`tiny_program_checkpoint` to tamper with."""
+    return Path(shutil.copytree(tiny_program_checkpoint, tmp_path / "prog"))
+
+
+@pytest.fixture(scope="session")
 def tiny_artifact(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The split ONNX artifact of :func:`tiny_checkpoint` for generic/x86-64."""
     pytest.importorskip("onnx")

@@ -732,6 +732,10 @@ def load_checkpoint(
         model = build_model(info["architecture"], modalities, info["label_names"])
     elif isinstance(model, dict):
         model = _program_model(info, model, state, modalities, folder)
+        if info.get("factory"):  # carried along (a WiSE-FT result records it again), never imported here
+            from edgefuse.factory import FactoryRef
+
+            model.factory = FactoryRef(info["factory"]["callable"], info["factory"].get("kwargs") or {})
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

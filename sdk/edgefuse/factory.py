@@ -2,8 +2,10 @@
 
 A **model factory** is a callable ``factory(modalities, label_names, **kwargs) -> MultimodalModel``:
 given the modality specs (in fusion order) and the class names, it returns a fresh, randomly
-initialised contract model over exactly those modalities. The robustness grid calls it once per
-trained model (specialists get a subset of the modalities), so it must accept any non-empty subset.
+initialised contract model over exactly those modalities. Training and the robustness grid call it
+once per trained model, always with every modality of the dataset (a specialist is a model whose
+labelled training set is a subset; its other encoders exist and are trained without labels or not at
+all). A factory meant for other datasets should accept any non-empty list of specs.
 
 In Python a factory is any callable. On the command line and in a checkpoint it is written as a
 **reference** ``package.module:function`` plus JSON keyword arguments. Importing a reference runs the

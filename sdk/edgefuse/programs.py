@@ -24,6 +24,7 @@ holds the composable ops every converter (ONNX, LiteRT, Core ML) knows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -36,10 +37,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PROGRAM_BATCH",
+    "canonical",
     "check_program",
     "expected_state",
     "load_program",
     "no_fastpath",
+    "program_of",
     "save_program",
 ]
 
@@ -157,6 +160,9 @@ def save_program(module: nn.Module, example: Tensor, label: str) -> bytes:
     import torch
     from torch._export.serde.serialize import serialize
 
+    stored = program_of(module)
+    if stored is not None:  # a loaded program (e.g. a WiSE-FT result): its graph is unchanged
+        return stored
     batch = torch.export.Dim("batch", min=1, max=MAX_PROGRAM_BATCH)
     flags = {m: m.training for m in module.modules()}
     module.eval()
@@ -189,7 +195,7 @@ def save_program(module: nn.Module, example: Tensor, label: str) -> bytes:
     )
     data = json.loads(artifact.exported_program)
     _strip_stack_traces(data)
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    return canonical(data)
 
 
 def _strip_stack_traces(node: Any) -> None:
@@ -329,30 +335,66 @@ def load_program(data: Mapping[str, Any], state: Mapping[str, Tensor], what: str
             f"{what} cannot be rebuilt by torch {torch.__version__}: {type(exc).__name__}: {str(exc)[:400]} "
             f"(written by torch {str(data.get('torch_version'))[:20]}?)"
         ) from None
+    module.edgefuse_program = canonical(data)
     return _fixed_in_eval(module, what)
 
 
+def canonical(data: Mapping[str, Any]) -> bytes:
+    """The bytes a program's JSON is stored as (sorted keys, no spaces): equal graphs, equal sha256."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+def program_of(module: nn.Module) -> bytes | None:
+    """The stored program JSON of a module loaded by :func:`load_program`, else None."""
+    stored = getattr(module, "edgefuse_program", None)
+    return stored if isinstance(stored, bytes) else None
+
+
 def _fixed_in_eval(module: nn.Module, what: str) -> nn.Module:
-    """Make ``eval()`` a no-op and ``train()`` a clear error on a program's module.
+    """Make ``eval()`` a no-op and ``train()`` a clear error on a program's module, deep copies included.
 
-    torch's unlifted program module raises ``NotImplementedError`` from both; the graph was traced in
-    eval mode, so eval is already what it computes and training it would silently keep BatchNorm and
-    dropout in eval behaviour.
+    torch's unlifted program module raises ``NotImplementedError`` from both (instance attributes that a
+    deep copy loses, after which ``train()`` silently "works"). The graph was traced in eval mode, so
+    eval is already what it computes, and training it would keep BatchNorm and dropout in eval
+    behaviour without a word. The module's class becomes a subclass with these methods, which
+    ``GraphModule.__deepcopy__`` keeps (it re-creates the instance from ``type(self)``).
     """
-    import types
-
-    from edgefuse.errors import ContractError
-
-    def train(self: nn.Module, mode: bool = True) -> nn.Module:
-        if mode:
-            raise ContractError(
-                f"{what} is a stored torch.export program, fixed in eval mode; it cannot be trained. Load the "
-                "checkpoint with trust_code=True (CLI: --allow-import) and a recorded model factory to train"
-            )
-        self.training = False
-        return self
-
-    module.train = types.MethodType(train, module)  # type: ignore[method-assign]
-    module.eval = types.MethodType(lambda self: train(self, False), module)  # type: ignore[method-assign]
+    for name in ("train", "eval"):
+        module.__dict__.pop(name, None)
+    # like GraphModule.__new__: one class per instance (it holds the generated forward), below ours
+    base = next(t for t in type(module).__mro__ if t.__qualname__.split(".")[-1] != "GraphModuleImpl")
+    module.__class__ = type("GraphModuleImpl", (_program_class(base),), {})
+    module.recompile()
+    module.edgefuse_what = what
     module.training = False
     return module
+
+
+@functools.cache
+def _program_class(impl: type) -> type:
+    from edgefuse.errors import ContractError
+
+    class ProgramModule(impl):  # type: ignore[misc, valid-type]
+        """A stored torch.export program (fixed in eval mode); see :func:`_fixed_in_eval`."""
+
+        def train(self, mode: bool = True) -> ProgramModule:
+            if mode:
+                raise ContractError(
+                    f"{self.edgefuse_what} is a stored torch.export program, fixed in eval mode; it cannot be "
+                    "trained. Load the checkpoint with trust_code=True (CLI: --allow-import) and a recorded "
+                    "model factory to train"
+                )
+            self.training = False
+            return self
+
+        def eval(self) -> ProgramModule:
+            return self.train(False)
+
+        def __deepcopy__(self, memo: dict[int, Any]) -> ProgramModule:
+            res = super().__deepcopy__(memo)
+            res.edgefuse_program = self.edgefuse_program
+            res.edgefuse_what = self.edgefuse_what
+            res.training = False
+            return res
+
+    return ProgramModule

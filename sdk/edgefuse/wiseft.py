@@ -89,6 +89,7 @@ def check_same_architecture(model0: MultimodalModel, model1: MultimodalModel) ->
             if model0.architecture.get(k) != model1.architecture.get(k)
         )
         problems.append(f"architecture differs in {keys}")
+    problems += _program_differences(model0, model1)
     if model0.modalities != model1.modalities:
         problems.append(f"modalities differ: {model0.modality_names} vs {model1.modality_names}")
     if model0.label_names != model1.label_names:
@@ -98,6 +99,23 @@ def check_same_architecture(model0: MultimodalModel, model1: MultimodalModel) ->
         problems.append(diff)
     if problems:
         raise CheckpointError("theta0 and theta1 do not share one architecture: " + "; ".join(problems))
+
+
+def _program_differences(model0: MultimodalModel, model1: MultimodalModel) -> list[str]:
+    """Graphs of program checkpoints (stored torch.export programs) that differ between the two models."""
+    from edgefuse.programs import program_of
+
+    parts = [
+        (f"encoders[{n!r}]", model0.encoders[n], model1.encoders[n] if n in model1.encoders else None)
+        for n in model0.modality_names
+    ]
+    parts.append(("head", model0.head, model1.head))
+    out = []
+    for label, a, b in parts:
+        pa, pb = program_of(a), None if b is None else program_of(b)
+        if (pa is None) != (pb is None) or (pa is not None and pa != pb):
+            out.append(f"{label} runs different graphs (stored programs)")
+    return out
 
 
 @dataclass

@@ -155,3 +155,27 @@ def test_untraceable_modules_are_refused_before_anything_is_written(byom, tmp_pa
     with pytest.raises(CheckpointError, match=r"encoders\['imu'\].*DataDependent"):
         save_checkpoint(model, tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_copies_stay_untrainable_and_a_wiseft_result_keeps_the_graphs(saved, byom, tmp_path: Path) -> None:
+    import copy
+
+    from edgefuse.interventions import interpolate_state
+    from edgefuse.wiseft import check_same_architecture
+
+    model, folder = saved
+    torch.manual_seed(5)
+    other = byom.build().eval()
+    other.factory = model.factory
+    c0, c1 = load_checkpoint(folder), load_checkpoint(save_checkpoint(other, tmp_path / "theta1"))
+    check_same_architecture(c0.model, c1.model)
+    mixed = copy.deepcopy(c1.model)
+    with pytest.raises(ContractError, match="fixed in eval mode"):
+        mixed.train()  # a deep copy keeps the guard (torch's own is lost on copy)
+    mixed.load_state_dict(interpolate_state(c0.model.state_dict(), c1.model.state_dict(), 0.5))
+    out = save_checkpoint(mixed, tmp_path / "mixed")
+    assert read_checkpoint_info(out)["programs"] == read_checkpoint_info(folder)["programs"]
+    assert read_checkpoint_info(out)["factory"] == read_checkpoint_info(folder)["factory"]
+    x = _inputs(model)
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(out).model(x), mixed(x))

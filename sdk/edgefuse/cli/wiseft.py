@@ -32,6 +32,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="checkpoint folder for the chosen model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--allow-import",
+        action="store_true",
+        help="build the models with the model factory the checkpoints record (imports and runs that code); "
+        "without it a checkpoint of your own model runs its stored programs",
+    )
     add_data_args(p)
     return p
 
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from edgefuse.cli._common import plain_console
     from edgefuse.wiseft import check_same_architecture, sweep
 
-    c0, c1 = load_checkpoint(args.theta0), load_checkpoint(args.theta1)
+    c0 = load_checkpoint(args.theta0, trust_code=args.allow_import)
+    c1 = load_checkpoint(args.theta1, trust_code=args.allow_import)
     check_same_architecture(c0.model, c1.model)  # fail before loading data
     dataset = load_data(args)
     result = sweep(c0.model, c1.model, dataset, alphas, split=args.select_on, tolerance=args.tolerance)

@@ -15,6 +15,34 @@ afterwards), both found on the monolithic graph's ``torch.where`` fusion with a 
   infers its shape from ``a`` and ``b`` only (the conversion then fails in a later reduction). The three
   operands are broadcast explicitly (adding zeros of the other operands' shapes, never multiplying).
 
+Users' own models (issue #12: a ``TransformerEncoderLayer``, ``AdaptiveAvgPool1d(1)``) need more:
+
+* Tracing runs with PyTorch's fused MHA/transformer fast path off (``torch.backends.mha``, restored
+  afterwards): in eval mode under ``no_grad`` an ``nn.TransformerEncoderLayer`` traces to the one fused
+  op ``_transformer_encoder_layer_fwd``, which coremltools cannot convert; with the fast path off it
+  traces to the composable ops (linear, bmm, softmax, layer_norm).
+* ``int``/``bool`` of a constant (``aten::Int``, e.g. the head size ``int(16.0)`` inside
+  ``F.multi_head_attention_forward``) folds in coremltools 9's ``frontend/torch/ops.py:_cast`` with
+  ``int(x.val)``, where ``x.val`` is a length-1 array (``array([16.])``); numpy 2 (deprecated since
+  1.25, a ``TypeError`` in the 2.4 used here) converts only 0-d arrays to Python scalars ("only
+  0-dimensional arrays can be converted to Python scalars"). Such a constant is folded through
+  ``.item()`` instead; every other case keeps the original lowering.
+* ``adaptive_avg_pool1d``/``adaptive_max_pool1d`` (``ops.py:_adaptive_pool1d``) slice the input with
+  ``end=[x.shape[0], x.shape[1], n]``, a constant that cannot hold the symbolic batch ("Cannot add
+  const [batch, 64, 64]"). Output size 1 is lowered to ``reduce_mean``/``reduce_max`` over the last
+  axis with ``keep_dims`` (exact, and free of the batch); ``adaptive_avg_pool2d`` with output ``(1, 1)``
+  already lowers to such a reduction in coremltools 9.
+
+Every conversion is isolated (:func:`_isolated_conversion`): coremltools registers each
+``RangeDim(symbol="batch")`` in the process-wide ``k_used_symbols``
+(``converters/mil/mil/program.py:Symbol.__init__``, "Symbol `batch` is used already") and clears it in
+``converters/mil/converter.py:_reset_conversion_state`` only after a *successful* conversion, so one
+failed conversion broke every later one in the process. The state is reset before and after each
+conversion, the whole torch-op registry and the builder/scope stacks are restored, and the fast-path
+flag is put back, on success and failure alike. A conversion that still fails raises
+:class:`ExportError` naming the graph and, where coremltools got that far, the torch op, its node
+and the module path that failed (read from coremltools' ``convert_single_node`` frame), with a hint.
+
 Core ML has no bool inputs: a bool input (the monolithic ``presence`` mask) is a float32 input where
 1.0 means present; the graph compares it with ``> 0.5`` to get the bool mask ``torch.where`` uses.
 
@@ -26,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -139,6 +168,169 @@ def _nan_safe_lowering() -> Iterator[list[str]]:
             _TORCH_OPS_REGISTRY.set_func_by_name(func, name)
 
 
+@contextlib.contextmanager
+def _compat_lowering() -> Iterator[list[str]]:
+    """Replace coremltools 9's torch ``int``/``bool`` and 1-d adaptive pooling lowerings for one conversion.
+
+    See the module docstring (numpy 2 scalar conversion; a ranged batch in adaptive pooling). A cast
+    changes only when its constant is a length-1 array (which the original cannot fold); pooling to
+    size 1 is always the (exact) reduction; other cases keep the original lowering. Yields a list that
+    collects which fixes fired (recorded in the manifest details).
+    """
+    from coremltools.converters.mil import Builder as mb  # noqa: N813 - the name coremltools documents
+    from coremltools.converters.mil.frontend.torch import ops
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+
+    fired: list[str] = []
+    casts = {"int": int, "_int": int, "bool": bool, "_bool": bool}
+    pools = {"adaptive_avg_pool1d": mb.reduce_mean, "adaptive_max_pool1d": mb.reduce_max}
+    original = {n: _TORCH_OPS_REGISTRY.get_func(n) for n in (*casts, *pools)}
+
+    def scalar_cast(name: str) -> Any:
+        def cast(context: Any, node: Any) -> None:
+            x = ops._get_inputs(context, node, expected=1)[0]
+            val = x.val
+            if not (isinstance(val, np.ndarray) and val.ndim > 0 and val.size == 1):
+                original[name](context, node)
+                return
+            fired.append(f"{name.lstrip('_')}: a constant length-1 tensor is folded with .item() (numpy 2)")
+            context.add(mb.const(val=casts[name](val.reshape(()).item()), name=node.name))
+
+        cast.__name__ = name
+        return cast
+
+    def adaptive_pool1d(name: str) -> Any:
+        def pool(context: Any, node: Any) -> None:
+            x, size = ops._get_inputs(context, node, expected=2)
+            if size.val is None or np.asarray(size.val).reshape(-1).tolist() != [1]:
+                original[name](context, node)
+                return
+            fired.append(f"{name}(1): a reduction over the last axis (keep dims), free of the batch")
+            context.add(pools[name](x=x, axes=[-1], keep_dims=True, name=node.name))
+
+        pool.__name__ = name
+        return pool
+
+    try:
+        for name in casts:
+            _TORCH_OPS_REGISTRY.set_func_by_name(scalar_cast(name), name)
+        for name in pools:
+            _TORCH_OPS_REGISTRY.set_func_by_name(adaptive_pool1d(name), name)
+        yield fired
+    finally:
+        for name, func in original.items():
+            _TORCH_OPS_REGISTRY.set_func_by_name(func, name)
+
+
+def _reset_coremltools_state() -> None:
+    """What coremltools resets after a successful conversion: used symbols (``RangeDim`` names), op names."""
+    from coremltools.converters.mil import converter
+
+    reset = getattr(converter, "_reset_conversion_state", None)
+    if reset is not None:
+        reset()
+        return
+    from coremltools.converters.mil import Builder as mb  # noqa: N813 - the name coremltools documents
+    from coremltools.converters.mil.mil.types.symbolic import k_used_symbols
+
+    k_used_symbols.clear()
+    mb.name_count.clear()
+
+
+@contextlib.contextmanager
+def _isolated_conversion() -> Iterator[None]:
+    """One trace + conversion that leaves no torch or coremltools state behind, on success or failure.
+
+    The MHA fast path is off inside (restored after); coremltools' conversion state (the ``batch``
+    symbol) is reset before and after; the whole torch-op registry and the MIL builder's block and
+    scope stacks are put back as they were.
+    """
+    import torch
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+    from coremltools.converters.mil.mil import block as mil_block
+    from coremltools.converters.mil.mil import scope as mil_scope
+
+    mha = getattr(torch.backends, "mha", None)
+    fastpath = mha.get_fastpath_enabled() if mha is not None else None
+    registry = dict(_TORCH_OPS_REGISTRY.name_to_func_mapping)
+    blocks = list(mil_block.BLOCK_STACK)
+    scopes = {k: list(v) for k, v in mil_scope.SCOPE_STACK.items()}
+    _reset_coremltools_state()
+    try:
+        if mha is not None:
+            mha.set_fastpath_enabled(False)
+        yield
+    finally:
+        if mha is not None:
+            mha.set_fastpath_enabled(fastpath)
+        _TORCH_OPS_REGISTRY.name_to_func_mapping.clear()
+        _TORCH_OPS_REGISTRY.name_to_func_mapping.update(registry)
+        mil_block.BLOCK_STACK = blocks
+        mil_scope.SCOPE_STACK.clear()
+        mil_scope.SCOPE_STACK.update(scopes)
+        _reset_coremltools_state()
+
+
+def _failing_node(exc: BaseException) -> tuple[str, str, str] | None:
+    """(torch op kind, node name, layer) of the node coremltools was converting when ``exc`` rose.
+
+    Read from the innermost ``convert_single_node`` frame of coremltools' torch frontend in the
+    traceback; the layer is the module path in the graph with its class (``encoder.pool (AvgPool)``).
+    None when the failure came from elsewhere (a MIL pass, the backend).
+    """
+    node = None
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "convert_single_node" and "coremltools" in code.co_filename:
+            node = tb.tb_frame.f_locals.get("node", node)
+        tb = tb.tb_next
+    if node is None:
+        return None
+    layer = ""
+    with contextlib.suppress(Exception):  # names/types end with the node itself (name, op kind)
+        names, kinds = node.get_scope_info()
+        layer = ".".join(str(n) for n in names[:-1])
+        if layer and len(kinds) > 1:
+            layer += f" ({kinds[-2]})"
+    return str(getattr(node, "kind", "?")), str(getattr(node, "name", "?")), layer
+
+
+def _conversion_error(graph: GraphSpec, version: str, exc: BaseException) -> ExportError:
+    """The typed error of a failed conversion: the graph, the failing torch op/layer and a hint."""
+    message = " ".join(str(exc).split()).rstrip(".")
+    if len(message) > 600:
+        message = message[:600] + " ..."
+    node = _failing_node(exc)
+    op = None
+    where = ""
+    if node is not None:
+        op, name, layer = node
+        where = f" at torch op {op!r} (node {name!r}" + (f", in layer {layer})" if layer else ")")
+    if isinstance(exc, NotImplementedError) or "not implemented" in message:
+        if op is None and (found := re.search(r"op '([^']+)' not implemented", message)):
+            op = found.group(1)
+            where = f" at torch op {op!r}"
+        hint = (
+            f"coremltools has no conversion for {op or 'this op'}: rewrite that layer with common ops, or "
+            "register a lowering with coremltools.converters.mil.frontend.torch.register_torch_op before "
+            "exporting"
+        )
+    elif "symbolic" in message:
+        hint = (
+            "this op cannot take the ranged batch dimension: avoid shapes computed from the batch size "
+            "(x.size(0), x.view(B, ...)) in that layer, or use ops that keep the batch implicit"
+        )
+    else:
+        hint = (
+            "the layer named above is the one to rewrite; the coremltools message says what it could not do"
+        )
+    return ExportError(
+        f"coremltools {version} could not convert graph {graph.name!r}{where}: {type(exc).__name__}: "
+        f"{message}. Hint: {hint}"
+    )
+
+
 class _QuietConvert:
     """Capture coremltools' tqdm bars and warnings for one conversion (logged at DEBUG)."""
 
@@ -193,32 +385,40 @@ class CoreMLExporter(FormatExporter):
             x.float() if s.dtype == "bool" else x
             for s, x in zip(graph.inputs, graph.example(max(2, batch.min_batch)), strict=True)
         )
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarnings of the *args forward
-            traced = torch.jit.trace(module, example)
-        dim = ct.RangeDim(
-            lower_bound=batch.min_batch, upper_bound=batch.max_batch, default=batch.min_batch, symbol="batch"
-        )
-        inputs = [
-            ct.TensorType(name=s.name, shape=ct.Shape((dim, *s.shape)), dtype=_INPUT_DTYPES[s.dtype])
-            for s in graph.inputs
-        ]
-        outputs = [ct.TensorType(name=o.name, dtype=np.float32) for o in graph.outputs]
         compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
-        try:
-            with _nan_safe_lowering() as fired, _QuietConvert():
-                model = ct.convert(
-                    traced,
-                    convert_to="mlprogram",
-                    inputs=inputs,
-                    outputs=outputs,
-                    compute_precision=compute,
-                    minimum_deployment_target=getattr(ct.target, MINIMUM_DEPLOYMENT_TARGET),
-                )
-        except Exception as exc:
-            raise ExportError(
-                f"coremltools {ct.__version__} could not convert {graph.name}: {type(exc).__name__}: {exc}"
-            ) from exc
+        with _isolated_conversion():
+            try:
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # TracerWarnings of the *args forward
+                    traced = torch.jit.trace(module, example)
+            except Exception as exc:
+                raise ExportError(
+                    f"torch.jit.trace could not trace graph {graph.name!r} for Core ML: {type(exc).__name__}: "
+                    f"{str(exc)[:600]}"
+                ) from exc
+            dim = ct.RangeDim(
+                lower_bound=batch.min_batch,
+                upper_bound=batch.max_batch,
+                default=batch.min_batch,
+                symbol="batch",
+            )
+            inputs = [
+                ct.TensorType(name=s.name, shape=ct.Shape((dim, *s.shape)), dtype=_INPUT_DTYPES[s.dtype])
+                for s in graph.inputs
+            ]
+            outputs = [ct.TensorType(name=o.name, dtype=np.float32) for o in graph.outputs]
+            try:
+                with _nan_safe_lowering() as fired, _compat_lowering() as compat, _QuietConvert():
+                    model = ct.convert(
+                        traced,
+                        convert_to="mlprogram",
+                        inputs=inputs,
+                        outputs=outputs,
+                        compute_precision=compute,
+                        minimum_deployment_target=getattr(ct.target, MINIMUM_DEPLOYMENT_TARGET),
+                    )
+            except Exception as exc:
+                raise _conversion_error(graph, ct.__version__, exc) from exc
         rel = f"{graph.name}.mlpackage"
         model.save(str(folder / rel))
         details: dict[str, Any] = {
@@ -226,7 +426,7 @@ class CoreMLExporter(FormatExporter):
             "precision": precision,
             "compute_precision": "FLOAT16" if precision == "fp16" else "FLOAT32",
             "minimum_deployment_target": MINIMUM_DEPLOYMENT_TARGET,
-            "lowering_fixes": sorted(set(fired)),
+            "lowering_fixes": sorted(set(fired) | set(compat)),
         }
         if has_bool:
             details["bool_inputs_as_float32"] = [s.name for s in graph.inputs if s.dtype == "bool"]

@@ -193,6 +193,8 @@ def interpolate_state(
 ) -> dict[str, Tensor]:
     """WiSE-FT: ``(1−α)·θ₀ + α·θ₁`` for every floating-point tensor (others must be equal and are copied).
 
+    Exception: BatchNorm step counters (integer tensors named ``*.num_batches_tracked``, which differ
+    when the two trainings ran an encoder a different number of times) are interpolated and rounded.
     α = 0 returns θ₀ and α = 1 returns θ₁ exactly (no rounding through the interpolation).
 
     Raises:
@@ -213,6 +215,11 @@ def interpolate_state(
             out[name] = b.clone()
         elif a.is_floating_point():
             out[name] = (1.0 - alpha) * a + alpha * b
+        elif name.rsplit(".", 1)[-1] == "num_batches_tracked":
+            # a BatchNorm step counter: it differs whenever the two trainings ran the encoders a different
+            # number of times (MASD runs them 1 + K times a batch); interpolated and rounded
+            mixed = (1.0 - alpha) * a.to(torch.float64) + alpha * b.to(torch.float64)
+            out[name] = torch.round(mixed).to(a.dtype)
         else:
             if not torch.equal(a, b):
                 raise CheckpointError(f"non-float tensor {name!r} differs between theta0 and theta1")

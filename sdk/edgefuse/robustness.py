@@ -15,7 +15,9 @@ Missing modalities are represented as on the device: the modality is absent (mas
 not run and its input is never read.
 
 :func:`evaluate_grid` works with any contract models and any :class:`MultimodalDataset`;
-:func:`run_grid` also trains what the grid needs (specialists included).
+:func:`run_grid` also trains what the grid needs (specialists included), on the reference
+architecture, a JSON architecture or the user's own model factory (:mod:`edgefuse.factory`).
+:meth:`GridResult.improvements` compares intervention rows with an explicit baseline row.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 from edgefuse.data.base import MultimodalDataset
 from edgefuse.errors import ContractError
+from edgefuse.factory import ModelFactory
 from edgefuse.modality_sets import format_set, parse_sets, scenario, subsets
 
 __all__ = [
@@ -127,49 +130,100 @@ class GridResult:
             per_seed.append(statistics.fmean(row[t] / row[s] for t in missing))
         return _mean_std(per_seed)
 
-    def improvements(self) -> list[dict[str, Any]]:
-        """Improvement factors of every intervention row against its method's baseline row.
+    def improvements(
+        self, baseline: str = "supervised", variants: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Improvement factors of intervention rows against an explicit baseline row.
 
-        Rows are labelled ``method`` (baseline) and ``method+intervention``. For each ``S`` with ``|S| > 1``
-        and each ``T``: missing scenario -> ``drop_baseline / drop_intervention``; added scenario ->
-        ``gain_intervention / gain_baseline`` (only when the baseline gain is measurably > 0). A drop (or
-        gain) whose mean is at or below its standard error over seeds is "no measurable" drop (gain):
-        no division by ~0 is reported. Also reported: the change of full-modality accuracy ``P(S→S)``.
+        Matching: by default the variants of ``baseline`` are the rows labelled ``baseline+X`` (what
+        :func:`run_grid` writes: ``supervised+moddrop`` is compared with ``supervised``,
+        ``contrastive+masd`` with ``contrastive``); ``variants`` names them instead (any row labels,
+        e.g. for models evaluated with :func:`evaluate_grid`). A variant is compared with the baseline
+        on the same train set ``S`` and test set ``T``; each metric is first computed per seed, and the
+        change of full-modality accuracy is paired seed by seed when both rows have the same number of
+        seeds. Train sets that only one of the two rows has, and ``|S| = 1``, are skipped.
+
+        For each ``S`` with ``|S| > 1`` and each ``T``: missing scenario -> ``drop_baseline /
+        drop_intervention``; added scenario -> ``gain_intervention / gain_baseline`` (only when the
+        baseline gain is measurably > 0). A drop (or gain) whose mean is at or below its standard error
+        over seeds is "no measurable" drop (gain): no division by ~0 is reported. Also reported: the
+        change of full-modality accuracy ``P(S→S)``.
+
+        Args:
+            baseline: The row label every variant is compared with (default ``supervised``).
+            variants: Row labels to compare; default: every ``baseline+X`` row.
+
+        Returns:
+            One row per (variant, S, T) of the missing and added scenarios (empty when there is no
+            variant).
+
+        Raises:
+            ContractError: No row has the label ``baseline`` (the message lists the labels present), or a
+                label in ``variants`` is not in the grid or is the baseline itself.
         """
-        out = []
-        for label in self.methods:
-            if "+" not in label:
-                continue
-            base = label.split("+")[0]
-            if base not in self.methods:
-                continue
-            for s in self.train_sets:
-                if len(s) < 2 or not self._seeds_for(label, s) or not self._seeds_for(base, s):
-                    continue
-                cost = _diff_stats(
-                    [self.scores[(label, s, k)][s] for k in self._seeds_for(label, s)],
-                    [self.scores[(base, s, k)][s] for k in self._seeds_for(base, s)],
+        methods = self.methods
+        if baseline not in methods:
+            raise ContractError(
+                f"no grid row has the method label {baseline!r} to compare the interventions with; the rows "
+                f"are {methods}; pass improvements(baseline=...) with one of them"
+            )
+        if variants is None:
+            labels = [m for m in methods if m.startswith(f"{baseline}+")]
+        else:
+            labels = list(dict.fromkeys(variants))
+            bad = [v for v in labels if v not in methods or v == baseline]
+            if bad:
+                raise ContractError(
+                    f"variants {bad} are not rows of the grid other than the baseline {baseline!r}; the rows "
+                    f"are {methods}"
                 )
-                for t in self.test_sets:
-                    kind = scenario(s, t)
-                    if kind not in ("missing", "added"):
-                        continue
-                    metric = "drop" if kind == "missing" else "added_gain"
-                    b = self.cell(base, s, t)[metric]
-                    v = self.cell(label, s, t)[metric]
-                    row = {
-                        "intervention": label,
-                        "baseline": base,
-                        "train": format_set(s),
-                        "test": format_set(t),
-                        "scenario": kind,
-                        "metric": metric,
-                        "baseline_value": b,
-                        "intervention_value": v,
-                        "full_accuracy_change": cost,
-                    }
-                    row.update(_factor(kind, b, v))
-                    out.append(row)
+        out = []
+        for label in labels:
+            out += self._improvements_of(label, baseline)
+        return out
+
+    def _improvements_of(self, label: str, base: str) -> list[dict[str, Any]]:
+        out = []
+        for s in self.train_sets:
+            if len(s) < 2 or not self._seeds_for(label, s) or not self._seeds_for(base, s):
+                continue
+            cost = _diff_stats(
+                [self.scores[(label, s, k)][s] for k in self._seeds_for(label, s)],
+                [self.scores[(base, s, k)][s] for k in self._seeds_for(base, s)],
+            )
+            for t in self.test_sets:
+                kind = scenario(s, t)
+                if kind not in ("missing", "added"):
+                    continue
+                metric = "drop" if kind == "missing" else "added_gain"
+                b = self.cell(base, s, t)[metric]
+                v = self.cell(label, s, t)[metric]
+                row = {
+                    "intervention": label,
+                    "baseline": base,
+                    "train": format_set(s),
+                    "test": format_set(t),
+                    "scenario": kind,
+                    "metric": metric,
+                    "baseline_value": b,
+                    "intervention_value": v,
+                    "full_accuracy_change": cost,
+                }
+                row.update(_factor(kind, b, v))
+                out.append(row)
+        return out
+
+    def all_improvements(self) -> list[dict[str, Any]]:
+        """:meth:`improvements` for every baseline that has ``baseline+X`` rows (what reports show).
+
+        Every row label without ``+`` that has at least one ``label+X`` row is a baseline; a grid
+        without such rows gives an empty list (never an error).
+        """
+        methods = self.methods
+        out = []
+        for base in methods:
+            if "+" not in base and any(m.startswith(f"{base}+") for m in methods):
+                out += self.improvements(base)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,7 +262,7 @@ class GridResult:
                 for (m, s, seed), row in self.scores.items()
             ],
             "cells": cells,
-            "improvements": self.improvements(),
+            "improvements": self.all_improvements(),
             "mean_retention": [
                 {"method": m, "train": format_set(s), **mr}
                 for m in self.methods
@@ -289,7 +343,7 @@ class GridResult:
                     "Mean retention: " + "; ".join(f"{format_set(s)}: {_pm(v, sign=False)}" for s, v in mr),
                 ]
             lines.append("")
-        imp = self.improvements()
+        imp = self.all_improvements()
         if imp:
             lines += [
                 "### Interventions against their baseline",
@@ -457,6 +511,7 @@ def run_grid(
     base_config: Any = None,
     architecture: Mapping[str, Any] | None = None,
     *,
+    model_factory: ModelFactory | None = None,
     interventions: Sequence[str] = ("none",),
     intervention_params: Mapping[str, Mapping[str, float]] | None = None,
     wiseft_alphas: Sequence[float] = tuple(i / 10 for i in range(11)),
@@ -475,6 +530,13 @@ def run_grid(
     labelled modality (the "added" scenario), the WiSE-FT rows interpolate the linear probe on the
     pre-trained encoders (θ₀) and the fine-tuned model (θ₁), as in the original WiSE-FT.
 
+    Every model of the grid — each row, the specialists ``S = T``, the contrastive pre-training — is a
+    fresh model over all of ``U`` (the dataset's modalities; ``S`` only selects the labelled ones, and
+    every row is evaluated on every ``T ⊆ U``), built from ``architecture`` or by ``model_factory``
+    (``factory(dataset.modalities, dataset.label_names)``, after ``torch.manual_seed(seed)``; see
+    :func:`edgefuse.train.new_model`). Pre-trained encoders reach the fine-tuned models as state dicts
+    and WiSE-FT interpolates state dicts, so any architecture the factory builds works.
+
     Args:
         dataset: Any :class:`MultimodalDataset` with train/val/test splits.
         train_sets: The ``S`` to train.
@@ -483,6 +545,8 @@ def run_grid(
         base_config: A :class:`~edgefuse.train.TrainConfig` whose hyper-parameters are used (its
             ``modalities``, ``method``, ``seed`` and ``intervention`` are replaced per run).
         architecture: Architecture for every model (default: the reference one).
+        model_factory: Your own architecture instead (see :mod:`edgefuse.factory`); not together with
+            ``architecture``. Its reference (``edgefuse_factory_ref``) or name is recorded in ``meta``.
         interventions: Any of :data:`VARIANTS`.
         intervention_params: Hyper-parameters per intervention (``{"masd": {"K": 2}}``).
         wiseft_alphas: α values swept by the WiSE-FT variants (selected on ``val``).
@@ -496,10 +560,13 @@ def run_grid(
 
     Raises:
         ContractError: For an unknown intervention variant.
+        FactoryError: ``architecture`` and ``model_factory`` both given, or the factory fails or builds a
+            model over other modalities/labels (raised by the first model built, before any training).
     """
-    from edgefuse.train import TrainConfig, pretrain_contrastive, train
+    from edgefuse.train import TrainConfig, check_model_source, pretrain_contrastive, train
     from edgefuse.wiseft import sweep
 
+    check_model_source(architecture, model_factory)
     bad = [v for v in interventions if v not in VARIANTS]
     if bad:
         raise ContractError(f"unknown intervention(s) {bad}; allowed: {list(VARIANTS)}")
@@ -523,6 +590,7 @@ def run_grid(
                         dataset,
                         replace(base, modalities=s, method=method, seed=seed),
                         architecture,
+                        model_factory,
                         pretrain_contrastive,
                     )
                 pre = pretrained[seed]
@@ -541,7 +609,9 @@ def run_grid(
                     iv = "none" if len(cfg.modalities) == 1 else iv
                     run_cfg = replace(cfg, intervention=iv, intervention_params=params.get(iv, {}))
                 if iv not in cache:
-                    cache[iv] = train(dataset, run_cfg, architecture, pretrained_encoders=pre).model
+                    cache[iv] = train(
+                        dataset, run_cfg, architecture, model_factory=model_factory, pretrained_encoders=pre
+                    ).model
                 return cache[iv]
 
             for variant in interventions:
@@ -578,23 +648,40 @@ def run_grid(
         "interventions": list(interventions),
         "intervention_params": params,
         "wiseft_alpha": wiseft_alpha,
+        "model": _model_source(architecture, model_factory),
     }
     return evaluate_grid(models, dataset, split=split, meta=meta)
 
 
+def _model_source(
+    architecture: Mapping[str, Any] | None, model_factory: ModelFactory | None
+) -> dict[str, Any]:
+    """How the grid's models were built (for ``meta``): the factory's reference or name, or the architecture."""
+    if model_factory is None:
+        return {"architecture": dict(architecture) if architecture is not None else "reference"}
+    ref = getattr(model_factory, "edgefuse_factory_ref", None)
+    if ref is not None:
+        return {"factory": ref.to_dict()}
+    name = getattr(model_factory, "__qualname__", None) or type(model_factory).__name__
+    return {"factory": {"callable": f"{getattr(model_factory, '__module__', '?')}:{name}", "kwargs": None}}
+
+
 def _pretrain(
-    dataset: MultimodalDataset, cfg: Any, architecture: Mapping[str, Any] | None, pretrain: Callable[..., Any]
+    dataset: MultimodalDataset,
+    cfg: Any,
+    architecture: Mapping[str, Any] | None,
+    model_factory: ModelFactory | None,
+    pretrain: Callable[..., Any],
 ) -> Any:
+    """Contrastive pre-training of a scratch model (seeded like :func:`train`'s): its encoders' state dict."""
     import torch
 
-    from edgefuse.models.contract import build_model
-    from edgefuse.models.reference import reference_architecture
+    from edgefuse.train import new_model, snapshot
 
     torch.manual_seed(cfg.seed)
-    arch = dict(architecture) if architecture else reference_architecture(dataset.modalities)
-    scratch = build_model(arch, dataset.modalities, dataset.label_names)
+    scratch = new_model(dataset, architecture, model_factory)
     pretrain(scratch, dataset, cfg)
-    return {k: v.clone() for k, v in scratch.encoders.state_dict().items()}
+    return snapshot(scratch.encoders)
 
 
 class _Progress:

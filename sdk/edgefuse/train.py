@@ -10,11 +10,18 @@ Deterministic for a seed (same machine, same thread count): weights are initiali
   setting of the "added" scenario: a modality outside ``S`` was aligned without labels.
 
 The epoch with the best validation accuracy (on ``S``) is kept.
+
+The model is either built from a JSON architecture (``architecture=``, :func:`build_model`; default:
+the reference architecture) or by the user's **model factory** (``model_factory=``, see
+:mod:`edgefuse.factory`): ``factory(dataset.modalities, dataset.label_names)`` must return a fresh
+:class:`MultimodalModel` over every modality of the dataset (``S`` only selects what is labelled, the
+model always knows all of ``U``). Everything here — both methods and every intervention — only uses
+the contract (``model.encoders``, ``model(inputs, mask)``, ``state_dict``), so it runs on any
+architecture the factory builds.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import math
@@ -30,10 +37,23 @@ from torch import Tensor
 
 from edgefuse.data.base import MultimodalDataset, Split
 from edgefuse.errors import ContractError
+from edgefuse.factory import FactoryError, ModelFactory, build_with
 from edgefuse.models.contract import MultimodalModel, build_model
 from edgefuse.models.reference import reference_architecture
 
-__all__ = ["METHODS", "TrainConfig", "TrainResult", "accuracy", "pretrain_contrastive", "to_tensors", "train"]
+__all__ = [
+    "METHODS",
+    "TrainConfig",
+    "TrainResult",
+    "accuracy",
+    "check_model_source",
+    "load_encoders",
+    "new_model",
+    "pretrain_contrastive",
+    "snapshot",
+    "to_tensors",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +215,7 @@ def pretrain_contrastive(
         raise ContractError("contrastive pre-training needs at least two modalities")
     x = to_tensors(split, names)
     rng = np.random.default_rng(config.seed + 1_000_003)
-    params = [p for enc in model.encoders.values() for p in enc.parameters()]
+    params = _unique([p for enc in model.encoders.values() for p in enc.parameters()])
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     history = []
     model.train()
@@ -220,11 +240,88 @@ def pretrain_contrastive(
     return history
 
 
+def check_model_source(architecture: Mapping[str, Any] | None, model_factory: ModelFactory | None) -> None:
+    """Refuse ``architecture`` and ``model_factory`` given together (one model source at a time).
+
+    Raises:
+        FactoryError: Both are given, or ``model_factory`` is not callable.
+    """
+    if architecture is not None and model_factory is not None:
+        raise FactoryError(
+            "pass either architecture= (a JSON architecture for build_model) or model_factory= (your own "
+            "model), not both"
+        )
+    if model_factory is not None and not callable(model_factory):
+        raise FactoryError(f"model_factory is a {type(model_factory).__name__}, not a callable")
+
+
+def new_model(
+    dataset: MultimodalDataset,
+    architecture: Mapping[str, Any] | None = None,
+    model_factory: ModelFactory | None = None,
+) -> MultimodalModel:
+    """A fresh model over every modality of ``dataset`` (seed torch first for a reproducible init).
+
+    With ``model_factory``, the model is ``build_with(model_factory, dataset.modalities,
+    dataset.label_names)`` (checked to be a :class:`MultimodalModel` over exactly those modalities and
+    labels); when the factory carries a reference (``edgefuse_factory_ref``, set by
+    :func:`~edgefuse.factory.import_factory`) and the model records none, it is stored in
+    ``model.factory`` so that checkpoints record how to rebuild it. Otherwise the model is
+    :func:`build_model` of ``architecture`` (default: the reference architecture).
+
+    Raises:
+        FactoryError: Both sources given, or the factory fails or builds a model over other
+            modalities/labels.
+        ContractError: A bad architecture, or a model that breaks the contract.
+    """
+    check_model_source(architecture, model_factory)
+    if model_factory is not None:
+        model = build_with(model_factory, dataset.modalities, dataset.label_names)
+        ref = getattr(model_factory, "edgefuse_factory_ref", None)
+        if ref is not None and getattr(model, "factory", None) is None:
+            model.factory = ref
+        return model
+    arch = dict(architecture) if architecture is not None else reference_architecture(dataset.modalities)
+    return build_model(arch, dataset.modalities, dataset.label_names)
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, Tensor]:
+    """A detached copy of ``module.state_dict()`` (works for any module: no deep copy of the module)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def load_encoders(model: MultimodalModel, state: Mapping[str, Tensor]) -> None:
+    """Load a state dict of ``model.encoders`` (e.g. pre-trained ones), naming what does not match.
+
+    Raises:
+        ContractError: The state dict is for other encoders (missing/unexpected tensors or shapes).
+    """
+    try:
+        model.encoders.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ContractError(
+            f"the pre-trained encoders do not match this model's encoders (was it built by the same "
+            f"architecture or factory?): {str(exc)[:500]}"
+        ) from None
+
+
+def _unique(params: Sequence[torch.nn.Parameter], skip: set[int] | None = None) -> list[torch.nn.Parameter]:
+    """Parameters in order without repeats (a module may share one between encoders or with the head)."""
+    seen = set(skip or ())
+    out = []
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
 def train(
     dataset: MultimodalDataset,
     config: TrainConfig,
     architecture: Mapping[str, Any] | None = None,
     *,
+    model_factory: ModelFactory | None = None,
     pretrained_encoders: Mapping[str, Any] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainResult:
@@ -234,26 +331,36 @@ def train(
         dataset: Any :class:`MultimodalDataset` with ``train`` and ``val`` splits.
         config: The recipe.
         architecture: JSON architecture for :func:`build_model`; default: the reference architecture.
+        model_factory: Your own architecture instead: ``factory(modalities, label_names) ->
+            MultimodalModel`` (see :mod:`edgefuse.factory`), called once after ``torch.manual_seed``
+            with every modality of the dataset; see :func:`new_model`. Not together with
+            ``architecture``.
         pretrained_encoders: For ``contrastive``: a state dict of ``model.encoders`` from an earlier
-            :func:`pretrain_contrastive` with the same seed, to skip pre-training (the grid shares one
-            pre-training across train sets).
+            :func:`pretrain_contrastive` with the same seed and architecture (or factory), to skip
+            pre-training (the grid shares one pre-training across train sets).
         progress: Optional callback ``(phase, step, total)``.
 
     Returns:
         The :class:`TrainResult`.
+
+    Raises:
+        FactoryError: ``architecture`` and ``model_factory`` both given, or the factory fails or builds
+            a model over other modalities/labels.
+        ContractError: A bad recipe/intervention, unknown modalities, pre-trained encoders that do not
+            match, or a diverged training.
     """
     from edgefuse.interventions import make_loss
 
+    check_model_source(architecture, model_factory)
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)
-    arch = dict(architecture) if architecture is not None else reference_architecture(dataset.modalities)
-    model = build_model(arch, dataset.modalities, dataset.label_names)
+    model = new_model(dataset, architecture, model_factory)
     _check_modalities(model, config.modalities)
     history: list[dict[str, Any]] = []
     encoder_scale = 1.0
     if config.method == "contrastive":
         if pretrained_encoders is not None:
-            model.encoders.load_state_dict(pretrained_encoders)
+            load_encoders(model, pretrained_encoders)
         else:
             history += pretrain_contrastive(model, dataset, config, progress)
         encoder_scale = config.finetune_encoder_lr_scale
@@ -262,8 +369,11 @@ def train(
     train_split, val_split = dataset.split("train"), dataset.split("val")
     x = to_tensors(train_split, order)
     y = torch.from_numpy(train_split.labels)
-    enc_params = [p for n in order for p in model.encoders[n].parameters()]
-    other = [p for name, p in model.named_parameters() if not name.startswith("encoders.")]
+    enc_params = _unique([p for n in order for p in model.encoders[n].parameters()])
+    other = _unique(
+        [p for name, p in model.named_parameters() if not name.startswith("encoders.")],
+        skip={id(p) for p in enc_params},
+    )
     opt = torch.optim.AdamW(
         [{"params": enc_params, "lr": config.lr * encoder_scale}, {"params": other, "lr": config.lr}],
         weight_decay=config.weight_decay,
@@ -271,7 +381,7 @@ def train(
     loss_fn = make_loss(config)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed + 7)
-    best_acc, best_state = -1.0, copy.deepcopy(model.state_dict())
+    best_acc, best_state = -1.0, snapshot(model)
     for epoch in range(config.epochs):
         model.train()
         total, count = 0.0, 0
@@ -289,7 +399,7 @@ def train(
             {"phase": "train", "epoch": epoch, "loss": total / max(1, count), "val_accuracy": val_acc}
         )
         if val_acc > best_acc:
-            best_acc, best_state = val_acc, copy.deepcopy(model.state_dict())
+            best_acc, best_state = val_acc, snapshot(model)
         if progress:
             progress("train", epoch + 1, config.epochs)
         if not math.isfinite(total):

@@ -1,4 +1,9 @@
-"""``edgefuse robustness``: the train × test modality grid with every metric of ROBUSTNESS.md."""
+"""``edgefuse robustness``: the train × test modality grid with every metric of ROBUSTNESS.md.
+
+Every model of the grid is the reference architecture, or your own with ``--model-factory
+package.module:function`` (``--factory-kwargs`` JSON, ``--allow-import`` required: importing the factory
+runs your code), called with every modality of ``--data``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from edgefuse.cli._common import (
     pretrain_epochs_int,
     seeds_arg,
 )
+from edgefuse.cli.train import add_factory_args, factory_from_args
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -23,6 +29,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "robustness", help="accuracy for every train set x test set of modalities", description=__doc__
     )
     add_data_args(p)
+    add_factory_args(p)
     p.add_argument("--train-sets", default=None, help="e.g. audio+image,audio,image (default: every subset)")
     p.add_argument("--methods", default="supervised,contrastive", help="supervised and/or contrastive")
     p.add_argument(
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         check_out_path(args.report, "--report")
     seeds = args.seeds  # parsed and checked by seeds_arg
+    factory = factory_from_args(args)  # refused without --allow-import, before the data is loaded
     dataset = load_data(args)
     u = dataset.modality_names
     train_sets = parse_sets(args.train_sets, u) if args.train_sets else subsets(u)
@@ -91,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         methods,
         seeds,
         base,
+        model_factory=factory,
         interventions=interventions,
         wiseft_alphas=args.alphas,  # parsed and checked by alphas_arg
         include_specialists=not args.no_specialists,

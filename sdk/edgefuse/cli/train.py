@@ -1,4 +1,11 @@
-"""``edgefuse train``: train a contract model on a dataset and write a checkpoint."""
+"""``edgefuse train``: train a contract model on a dataset and write a checkpoint.
+
+The model is the reference architecture, or your own with ``--model-factory package.module:function``
+(``--factory-kwargs`` JSON, ``--allow-import`` required: importing the factory runs your code). The
+factory is called as ``function(modalities, label_names, **kwargs)`` with every modality of ``--data``
+and must return an ``edgefuse.MultimodalModel`` over exactly those modalities; the checkpoint records
+the reference.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +27,81 @@ from edgefuse.cli._common import (
 )
 
 
+def factory_ref_arg(text: str) -> str:
+    """An argparse ``type=`` for ``--model-factory``: a ``package.module:function`` reference (nothing imported)."""
+    from edgefuse.factory import FactoryError, parse_factory_ref
+
+    try:
+        parse_factory_ref(text)
+    except FactoryError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def factory_kwargs_arg(text: str) -> str:
+    """An argparse ``type=`` for ``--factory-kwargs``: a JSON object of at most 64 KiB (returned unchanged)."""
+    from edgefuse.factory import FactoryError, parse_factory_ref
+
+    try:
+        parse_factory_ref("module:function", text)
+    except FactoryError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_factory_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--model-factory``, ``--factory-kwargs`` and ``--allow-import`` (shared with ``robustness``)."""
+    g = parser.add_argument_group("your own model")
+    g.add_argument(
+        "--model-factory",
+        type=factory_ref_arg,
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="build the model with your factory package.module:function(modalities, label_names, **kwargs) "
+        "instead of the reference architecture (needs --allow-import; the module must be importable, e.g. "
+        "on PYTHONPATH)",
+    )
+    g.add_argument(
+        "--factory-kwargs",
+        type=factory_kwargs_arg,
+        default=None,
+        metavar="JSON",
+        help="keyword arguments of the factory as a JSON object, e.g. '{\"embed_dim\": 32}'",
+    )
+    g.add_argument(
+        "--allow-import",
+        action="store_true",
+        help="allow importing --model-factory: it is your code and importing it runs it",
+    )
+
+
+def factory_from_args(args: argparse.Namespace) -> Any:
+    """The factory ``--model-factory`` names, imported (``None`` without the option).
+
+    Raises:
+        FactoryError: ``--factory-kwargs`` without ``--model-factory``, a bad reference or kwargs,
+            no ``--allow-import`` (the factory is user code), or a factory that cannot be imported.
+    """
+    from edgefuse.factory import FactoryError, import_factory, parse_factory_ref
+
+    if args.model_factory is None:
+        if args.factory_kwargs is not None:
+            raise FactoryError("--factory-kwargs needs --model-factory package.module:function")
+        return None
+    ref = parse_factory_ref(args.model_factory, args.factory_kwargs)
+    if not args.allow_import:
+        raise FactoryError(
+            f"--model-factory {ref.callable} is user code: importing it runs that code. Pass --allow-import "
+            "if you trust it"
+        )
+    return import_factory(ref, allow_import=True)
+
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register the subcommand."""
     p = sub.add_parser("train", help="train a model (CPU) and write a checkpoint", description=__doc__)
     add_data_args(p)
+    add_factory_args(p)
     p.add_argument("--modalities", default=None, help="labelled modalities S, comma-separated (default: all)")
     p.add_argument("--method", default="supervised", choices=["supervised", "contrastive"])
     p.add_argument(
@@ -92,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         modalities=("audio",), method=args.method, intervention=args.intervention, intervention_params=params
     )
     make_loss(replace(probe, **overrides))
+    factory = factory_from_args(args)  # refused without --allow-import, before the data is loaded
     dataset = load_data(args)
     u = dataset.modality_names
     s = parse_sets(args.modalities.replace(",", "+"), u)[0] if args.modalities else u
@@ -104,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     )
     cfg = replace(cfg, **overrides)
     with progress_callback(f"{args.method} S={format_set(s)}") as cb:
-        result = train(dataset, cfg, progress=None if args.json else cb)
+        result = train(dataset, cfg, model_factory=factory, progress=None if args.json else cb)
     test = dataset.split("test")
     test_acc = {format_set(t): accuracy(result.model, test, t) for t in subsets(u)}
     metrics = {**result.metrics, "test_accuracy": test_acc}
@@ -117,7 +196,9 @@ def run(args: argparse.Namespace) -> int:
         dataset=dataset.summary(),
         overwrite=args.overwrite,
     )
-    summary = {"checkpoint": str(path), "recipe": cfg.to_dict(), "metrics": metrics}
+    summary: dict[str, Any] = {"checkpoint": str(path), "recipe": cfg.to_dict(), "metrics": metrics}
+    if factory is not None:
+        summary["model_factory"] = factory.edgefuse_factory_ref.to_dict()
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0

@@ -378,9 +378,13 @@ class CoreMLExporter(FormatExporter):
             )
         import coremltools as ct
         import torch
+        from edgefuse.programs import jit_traceable
 
         has_bool = any(s.dtype == "bool" for s in graph.inputs)
         module = _bool_from_float(graph) if has_bool else graph.module
+        # stored torch.export programs (checkpoints of a user's model) read the batch through SymInts,
+        # which jit.trace would bake in as constants: trace a copy that reads them dynamically
+        module = jit_traceable(module)
         example = tuple(
             x.float() if s.dtype == "bool" else x
             for s, x in zip(graph.inputs, graph.example(max(2, batch.min_batch)), strict=True)

@@ -398,3 +398,43 @@ def _program_class(impl: type) -> type:
             return res
 
     return ProgramModule
+
+
+def jit_traceable(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose stored programs ``torch.jit.trace`` records with a dynamic batch.
+
+    A program reads its batch with ``aten.sym_size`` and passes sizes to ops such as ``aten.view``
+    through the operator objects; the tracer sees Python ints there and bakes in the example's batch
+    (and refuses SymInts in the input checks torch attaches). In the copy, sizes are read with
+    ``Tensor.size`` (traced values) and ops that take a computed size list are called through their
+    Python bindings, which record those sizes as dynamic. Modules that are not stored programs are
+    copied unchanged. Used by converters that trace (Core ML).
+    """
+    import copy
+
+    import torch
+    from torch import fx
+
+    copied = copy.deepcopy(module)
+    for sub in copied.modules():
+        if program_of(sub) is None or not isinstance(sub, fx.GraphModule):
+            continue
+        sub._forward_pre_hooks.clear()
+        for node in sub.graph.nodes:
+            if node.op != "call_function":
+                continue
+            if node.target is torch.ops.aten.sym_size.int:
+                node.target = _size
+            elif isinstance(node.target, torch._ops.OpOverload) and any(
+                isinstance(a, (list, tuple)) and any(isinstance(e, fx.Node) for e in a) for a in node.args
+            ):
+                name = node.target._opname
+                binding = getattr(torch.Tensor, name, None) or getattr(torch, name, None)
+                if binding is not None:
+                    node.target = binding
+        sub.recompile()
+    return copied
+
+
+def _size(x: Tensor, dim: int) -> Any:
+    return x.size(dim)

@@ -179,3 +179,21 @@ def test_copies_stay_untrainable_and_a_wiseft_result_keeps_the_graphs(saved, byo
     x = _inputs(model)
     with torch.no_grad():
         torch.testing.assert_close(load_checkpoint(out).model(x), mixed(x))
+
+
+def test_jit_traceable_copies_keep_the_batch_dynamic(saved) -> None:
+    """Core ML traces with torch.jit: a program traced at batch 2 must still be right at 1 and 5."""
+    import warnings
+
+    from edgefuse.programs import jit_traceable
+
+    model, folder = saved
+    ckpt = load_checkpoint(folder)
+    for spec in model.modalities:
+        module = ckpt.model.encoders[spec.name]
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(jit_traceable(module), (torch.randn(2, *spec.shape),))
+            for batch in (1, 5):
+                x = torch.randn(batch, *spec.shape)
+                torch.testing.assert_close(traced(x), model.encoders[spec.name](x), atol=1e-5, rtol=1e-5)

@@ -14,6 +14,10 @@
   then the temporary folder is fsync'ed and swapped onto the output in one atomic exchange
   (:mod:`edgefuse.outputs`): a failed or killed export leaves the old artifact (or nothing) behind, and
   ``overwrite`` replaces only an existing artifact folder, never the checkpoint or the user's files.
+
+Formats are independent: convert, validate and write run per format, and a format that fails is
+reported (:class:`~edgefuse.export.report.FormatResult` ``failed``, with the exception's type and message)
+while the next one is still tried; the report lists every requested format.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ from edgefuse.export.formats import FORMATS, get_exporter
 from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner
 from edgefuse.export.graphs import GraphSpec, build_graphs
 from edgefuse.export.parity import Comparison, compare, raise_on_failures
+from edgefuse.export.report import ExportReport, FormatResult
 
 __all__ = ["ExportReport", "FormatResult", "export"]
 
@@ -45,35 +50,6 @@ PRECISIONS = ("fp32", "fp16")
 PARITY_BATCHES = (1, 7)
 REFERENCE_BATCH = 2
 FP16_MIN_AGREEMENT = 0.995
-
-
-@dataclass
-class FormatResult:
-    """What happened for one format."""
-
-    format: str
-    status: str  # "ok" | "unavailable" | "failed"
-    folder: Path | None = None
-    reason: str | None = None
-    parity: list[dict[str, Any]] = field(default_factory=list)
-    parity_ran: bool = False
-    seconds: float = 0.0
-    agreement: float | None = None
-
-
-@dataclass
-class ExportReport:
-    """The outcome of :func:`export` for every requested format."""
-
-    profile: str
-    modalities: list[str]
-    patterns: list[list[str]]
-    results: list[FormatResult]
-
-    @property
-    def ok(self) -> bool:
-        """True when no format failed (unavailable ones are reported, not failures)."""
-        return all(r.status != "failed" for r in self.results)
 
 
 @dataclass
@@ -241,11 +217,13 @@ def _agreement(
 
 
 def _load_model(checkpoint: Any) -> tuple[Any, dict[str, Any]]:
-    from edgefuse.checkpoint import load_checkpoint
+    from edgefuse.checkpoint import load_checkpoint, weights_sha256
     from edgefuse.models.contract import MultimodalModel
 
     if isinstance(checkpoint, MultimodalModel):
-        return checkpoint.eval(), {"path": None, "weights_sha256": None}
+        # the sha256 save_checkpoint would record: the same model exported in memory or from its checkpoint
+        # records the same weights
+        return checkpoint.eval(), {"path": None, "weights_sha256": weights_sha256(checkpoint)}
     ckpt = load_checkpoint(checkpoint)
     return ckpt.model, {
         "path": str(ckpt.path),
@@ -286,24 +264,36 @@ def export(
         agreement_split: A labelled split for the fp16 top-1 agreement check (>= 99.5%).
         progress: Callback with a short message per stage.
 
+    Every requested format is converted and validated on its own: a format whose conversion or
+    validation raises (a converter error, :class:`ExportValidationError`, :class:`ParityError`, ...) is
+    recorded as ``failed`` with ``"<ExceptionType>: <message>"`` as its reason (the traceback is logged
+    at DEBUG on ``edgefuse.export.pipeline``), and the next format is tried; the artifacts of the other
+    formats are written as usual (each one is committed atomically on its own). This holds for a single
+    requested format too: its failure is in the report (``report.ok`` is False), not raised. Call
+    :meth:`ExportReport.raise_for_failures` to get an exception instead.
+
     Returns:
-        The :class:`ExportReport`. Formats that cannot run here are ``unavailable`` with the reason
-        (TensorRT still gets the validated ONNX it would consume, in ``<out>/tensorrt-onnx``).
+        The :class:`ExportReport`, one :class:`FormatResult` per requested format, in order: ``ok``,
+        ``unavailable`` (the converter cannot run here, with the reason; TensorRT still gets the
+        validated ONNX it would consume, in ``<out>/tensorrt-onnx``) or ``failed`` (with the reason and
+        ``error_type``).
 
     Raises:
-        ExportError: Unknown format/precision (with the closest match), a profile whose sensors
-            provide none of the model's modalities, a precision the profile does not list, an
-            existing output without ``overwrite``, or an output path that may not be replaced (see
-            ``overwrite``).
-        ParityError: When an artifact's outputs differ from PyTorch beyond the tolerance.
-        BackendUnavailableError: When the only requested format cannot be converted here.
+        ExportError: Before any conversion: unknown format/precision (with the closest match), a profile
+            whose sensors provide none of the model's modalities, a precision the profile does not list,
+            an existing output without ``overwrite``, or an output path that may not be replaced (see
+            ``overwrite``). Also when an output folder is found changed right before a format's artifact
+            is swapped in (the user's files are never replaced; the remaining formats are not tried).
+        BackendUnavailableError: When exactly one format was requested and its converter cannot run here
+            (nothing could be attempted; the reason says what to install). With several formats such a
+            format is reported as ``unavailable`` instead.
     """
     from edgefuse.profiles import DeviceProfile, get_profile
 
     say = progress or (lambda _msg: None)
     # ---- prepare ---------------------------------------------------------------------------------------
     requested = [formats] if isinstance(formats, str) else list(formats)
-    names = list(FORMATS) if requested == ["all"] else requested
+    names = list(FORMATS) if requested == ["all"] else list(dict.fromkeys(requested))
     for f in names:
         if f not in FORMATS:
             raise ExportError(
@@ -356,18 +346,7 @@ def export(
         say,
         protect,
     )
-    results: list[FormatResult] = []
-    for fmt in names:
-        t0 = time.perf_counter()
-        exporter = get_exporter(fmt)
-        reason = exporter.unavailable_reason()
-        if reason:
-            results.append(_unavailable(fmt, reason, exporter, targets[fmt], job))
-            continue
-        say(f"{fmt}: converting {len(graphs)} graph(s)")
-        result = _export_one(exporter, fmt, targets[fmt], job)
-        result.seconds = time.perf_counter() - t0
-        results.append(result)
+    results = [_run_format(fmt, targets[fmt], job) for fmt in names]
     report = ExportReport(prof.id, exported, [list(p) for p in patterns], results)
     if len(names) == 1 and results[0].status == "unavailable":
         raise BackendUnavailableError(results[0].reason or "unavailable")
@@ -410,7 +389,8 @@ def export_cached(
 
     Raises:
         CheckpointError: When ``checkpoint`` is not a valid checkpoint folder.
-        ExportError, ParityError: As :func:`export` does.
+        ExportError: As :func:`export` raises it (bad options, an output that may not be replaced); a
+            failed conversion or validation (e.g. parity) is the ``failed`` result, not raised.
     """
     from edgefuse import __version__
     from edgefuse.checkpoint import read_checkpoint_info
@@ -454,6 +434,37 @@ def export_cached(
     except BackendUnavailableError as exc:
         return FormatResult(fmt, "unavailable", reason=str(exc)), False
     return report.results[0], False
+
+
+class _OutputRefusedError(ExportError):
+    """An output folder refused by :mod:`edgefuse.outputs` while a format was staged or committed."""
+
+
+def _run_format(fmt: str, target: Path, job: _Job) -> FormatResult:
+    """Convert, validate and write one format; its failure is returned as a ``failed`` result, not raised.
+
+    A refusal to write the output (the folder changed since the prepare stage) still raises, as
+    :class:`ExportError`: the user's files are never replaced, and it is no failure of the format.
+    """
+    t0 = time.perf_counter()
+    unavailable = None
+    try:
+        exporter = get_exporter(fmt)
+        unavailable = exporter.unavailable_reason()
+        if unavailable:
+            result = _unavailable(fmt, unavailable, exporter, target, job)
+        else:
+            job.say(f"{fmt}: converting {len(job.graphs)} graph(s)")
+            result = _export_one(exporter, fmt, target, job)
+    except _OutputRefusedError as exc:
+        raise ExportError(str(exc)) from None
+    except Exception as exc:  # any converter's error: the format failed, the next one is still tried
+        logger.debug("%s export for %s failed", fmt, job.profile.id, exc_info=True)
+        context = f"{unavailable}; writing the ONNX it would consume failed" if unavailable else None
+        result = FormatResult.from_exception(fmt, exc, context)
+        job.say(f"{fmt}: failed ({type(exc).__name__})")
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 def _unavailable(fmt: str, reason: str, exporter: FormatExporter, target: Path, job: _Job) -> FormatResult:
@@ -504,7 +515,7 @@ def _check_target(folder: Path, overwrite: bool, protect: Sequence[Path]) -> Non
 def _stage(folder: Path, job: _Job) -> outputs.Staging:
     """The temporary folder beside ``folder`` (checked again), committed by :func:`_write_artifact`."""
     return outputs.stage(
-        folder, outputs.ARTIFACT, overwrite=job.overwrite, protect=job.protect, error=ExportError
+        folder, outputs.ARTIFACT, overwrite=job.overwrite, protect=job.protect, error=_OutputRefusedError
     )
 
 

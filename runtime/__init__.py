@@ -11,7 +11,8 @@ is cheap and imports no backend package::
     session.verify().passed                          # bundled reference cases, torch-free
 
 Public API: :func:`load`, :class:`Session`, :class:`Prediction`, :class:`VerifyReport`,
-:class:`InputError`, :func:`available_backends`, :func:`availability`, :func:`choose`.
+:class:`InputError`, :class:`BackendFallbackWarning`, :func:`available_backends`, :func:`availability`,
+:func:`choose`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from edgefuse.runtime.backends.base import Backend
     from edgefuse.runtime.errors import BackendError, BackendStateError, InputError, VerificationError
-    from edgefuse.runtime.registry import availability, available_backends, choose
+    from edgefuse.runtime.registry import (
+        BackendFallbackWarning,
+        availability,
+        available_backends,
+        choose,
+    )
     from edgefuse.runtime.results import Prediction, ReferenceCheck, VerifyReport
     from edgefuse.runtime.session import Session, load
 
 __all__ = [
     "Backend",
     "BackendError",
+    "BackendFallbackWarning",
     "BackendStateError",
     "InputError",
     "Prediction",
@@ -45,6 +52,7 @@ __all__ = [
 _LAZY = {
     "Backend": "edgefuse.runtime.backends.base",
     "BackendError": "edgefuse.runtime.errors",
+    "BackendFallbackWarning": "edgefuse.runtime.registry",
     "BackendStateError": "edgefuse.runtime.errors",
     "InputError": "edgefuse.runtime.errors",
     "VerificationError": "edgefuse.runtime.errors",

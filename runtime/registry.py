@@ -9,13 +9,20 @@ Choosing follows the lesson ONNX Runtime learned: the caller (or the device prof
 list; :func:`choose` walks it and returns the first backend that runs the artifact's format and is
 available here. Nothing outside the list is ever used; when nothing fits, the error lists every
 candidate and why it was skipped.
+
+One exception, for a device profile's list only (never the caller's): when *no* backend the profile
+lists runs the artifact's format (a TFLite artifact exported for ``generic/x86-64``, whose profile lists
+``onnxruntime`` and ``torch``), :func:`choose_for_profile` falls back to the installed backend that runs
+that format and says so with a :class:`BackendFallbackWarning`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from edgefuse.errors import BackendUnavailableError, did_you_mean
 from edgefuse.runtime.backends.base import Backend
@@ -24,10 +31,13 @@ from edgefuse.runtime.errors import InputError
 __all__ = [
     "BACKENDS",
     "BACKEND_FORMATS",
+    "BackendFallbackWarning",
+    "ProfileChoice",
     "availability",
     "available_backends",
     "backend_class",
     "choose",
+    "choose_for_profile",
     "choose_with_reasons",
 ]
 
@@ -52,6 +62,30 @@ BACKEND_FORMATS: dict[str, str] = {
     "torch": "checkpoint",
 }
 _FORMATS: dict[str, str] = {fmt: name for name, fmt in BACKEND_FORMATS.items()}
+
+
+class BackendFallbackWarning(UserWarning):
+    """An artifact runs on an installed backend that its device profile does not list.
+
+    Emitted by :func:`edgefuse.runtime.load` when no backend of the profile runs the artifact's format
+    (e.g. a TFLite artifact loaded with the ``generic/x86-64`` profile, which lists ``onnxruntime`` and
+    ``torch``). The message names the profile, its backends, the artifact's format and the backend used
+    instead. Pass ``backend="<name>"`` to :func:`~edgefuse.runtime.load` to choose it explicitly (no
+    warning), or filter this category with :mod:`warnings`.
+    """
+
+
+class ProfileChoice(NamedTuple):
+    """The outcome of :func:`choose_for_profile`."""
+
+    backend: type[Backend]
+    """The chosen backend class (not loaded)."""
+    skipped: list[tuple[str, str]]
+    """``(name, reason)`` of each candidate skipped before it."""
+    order: tuple[str, ...]
+    """The candidates in the order they were tried (the profile's, then the fallback)."""
+    fallback: str | None
+    """The warning's message when the backend is not one the profile lists, else ``None``."""
 
 
 def _unknown(name: str) -> str:
@@ -94,6 +128,22 @@ def available_backends() -> list[str]:
     return [name for name in BACKENDS if availability(name)[0]]
 
 
+def _runs(name: str, artifact_format: str) -> bool:
+    return name in BACKENDS and artifact_format in backend_class(name).formats
+
+
+def _skip_reason(name: str, artifact_format: str) -> str | None:
+    """Why backend ``name`` cannot run an ``artifact_format`` artifact here (``None``: it can)."""
+    if name not in BACKENDS:
+        return _unknown(name)
+    cls = backend_class(name)
+    reason = cls.unavailable_reason()
+    if artifact_format not in cls.formats:
+        why = f"backend {name!r} runs {list(cls.formats)} artifacts, not {artifact_format!r}"
+        return f"{why}; it is also unavailable here ({reason})" if reason else why
+    return reason
+
+
 def choose_with_reasons(
     order: str | Sequence[str], artifact_format: str
 ) -> tuple[type[Backend], list[tuple[str, str]]]:
@@ -103,23 +153,13 @@ def choose_with_reasons(
         raise InputError("the backend list is empty; name at least one of " + str(list(BACKENDS)))
     skipped: list[tuple[str, str]] = []
     for name in names:
-        if name not in BACKENDS:
-            skipped.append((name, _unknown(name)))
-            continue
-        cls = backend_class(name)
-        reason = cls.unavailable_reason()
-        if artifact_format not in cls.formats:
-            why = f"backend {name!r} runs {list(cls.formats)} artifacts, not {artifact_format!r}"
-            if reason:
-                why += f"; it is also unavailable here ({reason})"
+        why = _skip_reason(name, artifact_format)
+        if why is not None:
             skipped.append((name, why))
             continue
-        if reason:
-            skipped.append((name, reason))
-            continue
-        for other, why in skipped:
-            _log.info("backend %s skipped: %s", other, why)
-        return cls, skipped
+        for other, reason in skipped:
+            _log.info("backend %s skipped: %s", other, reason)
+        return backend_class(name), skipped
     lines = "\n".join(f"  - {name}: {why}" for name, why in skipped)
     runs = _FORMATS.get(artifact_format)
     hint = (
@@ -151,3 +191,57 @@ def choose(order: str | Sequence[str], artifact_format: str) -> type[Backend]:
             platform, GPU, not a runtime backend). Backends outside ``order`` are never used.
     """
     return choose_with_reasons(order, artifact_format)[0]
+
+
+def choose_for_profile(
+    profile: str, order: Sequence[str], artifact_format: str, *, stacklevel: int = 1
+) -> ProfileChoice:
+    """Choose from a device profile's backend list, falling back when none of them runs the format.
+
+    When a backend of ``order`` runs ``artifact_format``, this is :func:`choose_with_reasons` (the
+    first available one; if none is available, the usual error listing each). When *none* of them runs
+    that format, the installed backends that do are tried instead: the first available one is used
+    and a :class:`BackendFallbackWarning` is emitted (its message is also the result's ``fallback``).
+
+    Args:
+        profile: The device profile's id (named in the messages).
+        order: The profile's ``backends``.
+        artifact_format: The artifact's format.
+        stacklevel: For :func:`warnings.warn`, counted from the caller (1: the caller's line).
+
+    Returns:
+        A :class:`ProfileChoice`.
+
+    Raises:
+        InputError: When ``order`` is empty.
+        BackendUnavailableError: When nothing fits. Without a fallback: as :func:`choose`. When the
+            profile lists no backend for the format and the one that runs it is not available here: the
+            message names the profile, the ``backend=`` to pass, and what to install.
+    """
+    names = list(order)
+    fallbacks = [name for name in BACKENDS if name not in names and _runs(name, artifact_format)]
+    if any(_runs(name, artifact_format) for name in names) or not names or not fallbacks:
+        cls, skipped = choose_with_reasons(names, artifact_format)
+        return ProfileChoice(cls, skipped, tuple(names), None)
+    skipped = [(name, _skip_reason(name, artifact_format) or "") for name in names]
+    for name in fallbacks:
+        reason = backend_class(name).unavailable_reason()
+        if reason is None:
+            message = (
+                f"device profile {profile!r} lists backends {names}, none of which runs {artifact_format!r} "
+                f"artifacts; this {artifact_format!r} artifact runs on the installed backend {name!r} instead. "
+                f"Pass backend={name!r} (`--backend {name}` on the command line) to choose it explicitly and "
+                "silence this warning"
+            )
+            warnings.warn(message, BackendFallbackWarning, stacklevel=stacklevel + 1)
+            return ProfileChoice(backend_class(name), skipped, (*names, name), message)
+        skipped.append((name, reason))
+    lines = "\n".join(f"  - {name}: {why}" for name, why in skipped)
+    first = fallbacks[0]
+    raise BackendUnavailableError(
+        f"device profile {profile!r} lists backends {names}, none of which runs {artifact_format!r} "
+        f"artifacts, and the backend that runs them, {first!r}, is not available here:\n{lines}\n"
+        f"Make {first!r} available (see its reason: the package and extra to install), then load with "
+        f"backend={first!r} (`--backend {first}` on the command line), or export the artifact in a format "
+        "the profile's backends run"
+    )

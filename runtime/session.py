@@ -40,7 +40,7 @@ from edgefuse.runtime.errors import (
     NonFiniteOutputError,
     VerificationError,
 )
-from edgefuse.runtime.registry import BACKENDS, choose_with_reasons
+from edgefuse.runtime.registry import BACKENDS, choose_for_profile, choose_with_reasons
 from edgefuse.runtime.results import Prediction, ReferenceCheck, VerifyReport
 from edgefuse.trust import MalformedFileError, load_npz, read_bounded, user_path
 
@@ -167,15 +167,15 @@ class Session:
                         f"unknown backend {name!r}{did_you_mean(str(name), BACKENDS)}; "
                         f"allowed: {list(BACKENDS)}"
                     )
-        elif self._is_checkpoint:
-            order = [
-                "torch"
-            ]  # the only backend that runs checkpoints; a profile's list names artifact backends
-        elif prof is not None:
-            order = list(prof.backends)
+        elif self._is_checkpoint:  # the only backend that runs checkpoints (profiles name artifact backends)
+            order = ["torch"]
         else:
-            order = list(BACKENDS)
-        cls, skipped = choose_with_reasons(order, manifest.format)
+            order = list(BACKENDS) if prof is None else list(prof.backends)
+        if backend is None and prof is not None and not self._is_checkpoint:  # the profile's list
+            # none of its backends runs the format: another one does, with a BackendFallbackWarning
+            cls, skipped, order, _ = choose_for_profile(str(prof.id), order, manifest.format, stacklevel=3)
+        else:
+            cls, skipped = choose_with_reasons(order, manifest.format)
         self._backend_name = cls.name
         self._skipped = tuple(skipped)
         self._order = tuple(order)
@@ -759,9 +759,11 @@ def load(
             artifact's encoders are loaded.
         backend: A backend name or an ordered list of names; the first that runs the artifact's format
             and is available here is used, and nothing outside the list. ``None``: ``torch`` for a
-            checkpoint; for an artifact the profile's
-            ``backends`` (the given profile, else the manifest's if it is known here), else every
-            backend in the registry's default order.
+            checkpoint; for an artifact the profile's ``backends`` (the given profile, else the
+            manifest's if it is known here), else every backend in the registry's default order. When
+            none of the profile's backends runs the artifact's format, the installed backend that does
+            is used, with a :class:`~edgefuse.runtime.registry.BackendFallbackWarning` naming it
+            (pass that ``backend=`` to silence it).
         threads: Intra-op threads per graph. ``None``: the profile's ``threads`` capped at this
             machine's CPU count, or the backend's default without a profile.
         manifest_sha256: Pin the manifest: the sha256 ``manifest.json`` (for a checkpoint,
@@ -781,7 +783,8 @@ def load(
         InputError: An unknown backend name, bad ``threads``, or a profile none of whose sensors
             provides a modality of the artifact.
         BackendUnavailableError: No backend of the list can run the artifact here (each candidate and
-            its reason are listed).
+            its reason are listed; for a profile with no backend for the format, the ``backend=`` to
+            pass and what to install).
         BrokenArtifactError: A graph file matches its hash but its backend cannot load it (written broken).
         BackendError: A backend cannot load a graph file.
     """

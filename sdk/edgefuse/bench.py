@@ -21,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -330,7 +331,7 @@ def bench_artifact(
         EdgeFuseError: Whatever loading the artifact raises (manifest, backend, profile errors).
     """
     from edgefuse.profiles import get_profile
-    from edgefuse.runtime import load
+    from edgefuse.runtime import BackendFallbackWarning, load
 
     _check_counts(warmup, iters)
     root = Path(artifact)
@@ -354,7 +355,9 @@ def bench_artifact(
                 session, load_s = probe, probe_load
             else:
                 t0 = time.perf_counter()
-                session = load(root, profile=profile, backend=name)
+                with warnings.catch_warnings():  # the probe load above already told the user
+                    warnings.simplefilter("ignore", BackendFallbackWarning)
+                    session = load(root, profile=profile, backend=name)
                 load_s = time.perf_counter() - t0
             inputs1, inputs8 = _pattern_inputs(session, pattern)
             t0 = time.perf_counter()

@@ -172,9 +172,14 @@ def test_failure_midway_leaves_nothing(reference_ckpt, tmp_path, monkeypatch) ->
         raise ExportValidationError("simulated validation failure")
 
     monkeypatch.setattr(OnnxExporter, "_inspect", broken_inspect)
-    with pytest.raises(ExportValidationError, match="simulated"):
-        export(reference_ckpt, "generic/dashcam", "onnx", tmp_path / "out")
+    report = export(reference_ckpt, "generic/dashcam", "onnx", tmp_path / "out")
+    (result,) = report.results  # a failed format is reported (with its type), not raised
+    assert (result.status, result.error_type) == ("failed", "ExportValidationError")
+    assert result.reason == "ExportValidationError: simulated validation failure"
+    assert not report.ok
     assert list(tmp_path.iterdir()) == []  # neither the artifact nor a temporary folder
+    with pytest.raises(ExportError, match="onnx: ExportValidationError: simulated"):
+        report.raise_for_failures()
 
 
 def test_tensorrt_writes_its_onnx_then_reports_what_is_missing(reference_ckpt, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--profile", required=True, help="device profile id (see `edgefuse profiles list`) or a TOML path"
     )
-    p.add_argument("--format", default="onnx", help="onnx, tflite, coreml, tensorrt, or all")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        help="onnx, tflite, coreml, tensorrt, several of them comma-separated (onnx,tflite), or all",
+    )
     p.add_argument("--precision", default="fp32", help="fp32 or fp16 (must be listed by the profile)")
     p.add_argument("--monolithic", action="store_true", help="one graph with a bool presence input")
     p.add_argument(
@@ -30,7 +34,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export and print a summary table (or JSON). Exit 1 when a format failed parity."""
+    """Export and print a table of every format's status and reason (or JSON).
+
+    Every requested format is tried even when another one fails. Exit status: 0 when no format failed
+    (formats unavailable here are listed with the reason, and do not fail the command), 1 when at least
+    one format failed (its conversion or validation raised, e.g. parity); each failed format is also
+    named on stderr. A single requested format that cannot be converted here is an error (exit 2, the
+    reason says what to install), as is an invalid option or output folder.
+    """
     import json
     from contextlib import nullcontext
 
@@ -47,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         report = export(
             args.checkpoint,
             args.profile,
-            args.format,
+            _formats(args.format),
             args.out,
             precision=args.precision,
             monolithic=args.monolithic,
@@ -65,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             "max_abs_diff": max((c["max_abs"] for c in r.parity), default=None),
             "fp16_agreement": r.agreement,
             "note": r.reason,
+            "error_type": r.error_type,
         }
         for r in report.results
     ]
@@ -80,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
+        _summary(report)
         return 0 if report.ok else 1
     from rich.table import Table
 
@@ -98,7 +111,41 @@ def run(args: argparse.Namespace) -> int:
             where = f"{where}\n{r['note']}" if where else r["note"]
         table.add_row(r["format"], r["status"], f"{r['seconds']:.1f}", str(r["parity_checks"]), diff, where)
     plain_console().print(table)
+    _summary(report)
     return 0 if report.ok else 1
+
+
+def _formats(text: str) -> str | list[str]:
+    """``--format``: one name (or ``all``) as given, several comma-separated ones as a list."""
+    if "," not in text:
+        return text
+    return [f.strip() for f in text.split(",") if f.strip()] or [text]
+
+
+def _summary(report: Any) -> None:
+    """Name each failed and unavailable format on stderr, below the table (whatever its width)."""
+    from rich.text import Text
+
+    from edgefuse.cli._common import plain_console
+
+    err = plain_console(stderr=True)
+    unavailable = [r for r in report.results if r.status == "unavailable"]
+    if unavailable:
+        names = ", ".join(r.format for r in unavailable)
+        err.print(
+            Text.assemble(
+                ("note:", "bold yellow"),
+                f" not exported here (unavailable; the reason is in the report above): {names}",
+            )
+        )
+    for r in report.failed:
+        err.print(Text.assemble(("error:", "bold red"), f" {r.format} export failed: {r.reason}"))
+    if report.failed:
+        written = [r.format for r in report.results if r.status == "ok"]
+        err.print(
+            f"{len(report.failed)} of {len(report.results)} format(s) failed"
+            + (f"; written and validated: {', '.join(written)}" if written else "")
+        )
 
 
 def _check_precision(args: argparse.Namespace) -> None:

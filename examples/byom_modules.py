@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
-
 from edgefuse import MaskedFusion, ModalitySpec, MultimodalModel
+from torch import Tensor, nn
 
 MODALITIES = (
     ModalitySpec("image", (3, 32, 32)),
@@ -47,6 +46,7 @@ class InvertedResidual(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, H, W] -> [B, C, H', W']``."""
         y = self.block(x)
         return x + y if self.skip else y
 
@@ -66,6 +66,7 @@ class ImageEncoder(nn.Module):
         self.proj = nn.Linear(width, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Encode an image batch."""
         return self.proj(self.pool(self.blocks(self.stem(x))).flatten(1))
 
 
@@ -79,6 +80,7 @@ class AudioEncoder(nn.Module):
         self.proj = nn.Linear(width, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Encode a batch of feature frames."""
         return self.proj(self.layer(self.stem(x)).mean(dim=1))
 
 
@@ -99,6 +101,7 @@ class ImuEncoder(nn.Module):
         self.proj = nn.Linear(64, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Encode a batch of IMU windows."""
         return self.proj(self.net(x).flatten(1))
 
 

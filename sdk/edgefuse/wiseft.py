@@ -105,10 +105,8 @@ def _program_differences(model0: MultimodalModel, model1: MultimodalModel) -> li
     """Graphs of program checkpoints (stored torch.export programs) that differ between the two models."""
     from edgefuse.programs import program_of
 
-    parts = [
-        (f"encoders[{n!r}]", model0.encoders[n], model1.encoders[n] if n in model1.encoders else None)
-        for n in model0.modality_names
-    ]
+    other = dict(model1.encoders.items())
+    parts = [(f"encoders[{n!r}]", model0.encoders[n], other.get(n)) for n in model0.modality_names]
     parts.append(("head", model0.head, model1.head))
     out = []
     for label, a, b in parts:

@@ -78,3 +78,34 @@ def test_quickstart_cli_runs(tmp_path: Path) -> None:
     assert (tmp_path / "out/quickstart/cli-x86/manifest.json").is_file()
     # the checkpoint bench exported into the cache, not into the user's folder
     assert any((tmp_path / "cache" / "exports").rglob("manifest.json"))
+
+
+def test_bring_your_own_model_runs_without_the_users_code(tmp_path: Path) -> None:
+    """The section's Python saves a user model; the CLI and the runtime then run in fresh processes."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("coremltools")
+    section = _section("Bring your own model")
+    save, load = _blocks(section, "python")
+    (block,) = _blocks(section, "bash")
+    env = {k: v for k, v in _env(tmp_path).items() if k != "PYTHONPATH"}
+
+    def python(code: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    python(save)
+    assert (tmp_path / "out/byom/ckpt/programs/encoder_audio.json").is_file()
+    for line in [line for line in block.strip().splitlines() if line.strip()]:
+        argv = shlex.split(line)
+        assert argv[0] == "edgefuse", line
+        result = subprocess.run(
+            [str(EDGEFUSE), *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, f"{line}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    assert (tmp_path / "out/byom/iphone/encoder_audio.mlpackage").is_dir()
+    out = python(load).stdout.strip().splitlines()[-1]
+    assert out.startswith("True ["), out

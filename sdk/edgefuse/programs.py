@@ -173,7 +173,7 @@ def save_program(module: nn.Module, example: Tensor, label: str) -> bytes:
         raise CheckpointError(
             f"torch.export cannot trace {label} ({type(module).__name__}) for a checkpoint: {type(exc).__name__}: "
             f"{str(exc)[:600]}. Data-dependent Python control flow or a batch size written into the code "
-            "(e.g. x.view(2, -1)) are the usual causes; save with a factory-built model or fix the module"
+            "(e.g. x.view(2, -1)) are the usual causes; rewrite that part with torch ops (torch.where, x.flatten(1))"
         ) from None
     finally:
         for m, flag in flags.items():

@@ -85,6 +85,12 @@ def make_toy_dataset(
 
 
 @pytest.fixture(scope="session")
+def toy_dataset_factory():  # type: ignore[no-untyped-def]
+    """:func:`make_toy_dataset` itself, for tests that need other modalities or sizes."""
+    return make_toy_dataset
+
+
+@pytest.fixture(scope="session")
 def toy_dataset():  # type: ignore[no-untyped-def]
     """Three-modality toy dataset (session-scoped, read-only)."""
     return make_toy_dataset()

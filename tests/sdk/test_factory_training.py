@@ -11,7 +11,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import make_toy_dataset  # noqa: E402
 from edgefuse.errors import ContractError  # noqa: E402
 from edgefuse.factory import FactoryError, import_factory  # noqa: E402
 from edgefuse.robustness import GridResult, run_grid  # noqa: E402
@@ -74,8 +73,8 @@ def factories(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def two_modalities():  # type: ignore[no-untyped-def]
-    return make_toy_dataset(("audio", "image"), n=(96, 32, 32))
+def two_modalities(toy_dataset_factory):  # type: ignore[no-untyped-def]
+    return toy_dataset_factory(("audio", "image"), n=(96, 32, 32))
 
 
 FAST = TrainConfig(modalities=("audio", "image"), epochs=1, pretrain_epochs=1, batch_size=32)

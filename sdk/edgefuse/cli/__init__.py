@@ -77,8 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from edgefuse.cli._common import plain_console
 
+        # soft_wrap: no line breaks inside the message (paths stay copyable; the terminal wraps)
         plain_console(stderr=True).print(
-            Text.assemble(("error:", "bold red"), f" {type(exc).__name__}: {exc}")
+            Text.assemble(("error:", "bold red"), f" {type(exc).__name__}: {exc}"), soft_wrap=True
         )
         return 2
     except KeyboardInterrupt:  # pragma: no cover - interactive only

@@ -21,6 +21,13 @@ _BACKEND_PACKAGES = {
 def _gpu_reason() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return "needs an NVIDIA GPU (nvidia-smi not found)"
+    # GPU tests run engines through the runtime's TensorRT backend, whose buffers need cuda-python.
+    try:
+        cuda_python = importlib.util.find_spec("cuda") is not None
+    except (ImportError, ValueError):
+        cuda_python = False
+    if not cuda_python:
+        return "needs cuda-python for GPU buffers (module 'cuda' not found; `pip install cuda-python`)"
     return None
 
 

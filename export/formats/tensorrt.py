@@ -6,27 +6,34 @@ index, https://pypi.nvidia.com, which PyPI's ``tensorrt`` stub downloads from):
 * the ONNX is written first (:func:`edgefuse.export.formats.onnx.export_onnx`, dynamic batch, unused
   inputs removed, ``onnx.checker``) and kept beside the engine: an engine only runs on the GPU
   architecture and TensorRT version that built it, the ONNX lets a device rebuild one;
-* ``trt.Builder`` -> explicit-batch network (the only kind TensorRT 10 has) -> ``trt.OnnxParser`` ->
-  builder config with one optimisation profile giving every input ``min = BatchPlan.min_batch``,
-  ``opt`` = the largest of ``BatchPlan.fixed`` within the range (the batch the device profile runs),
-  ``max = BatchPlan.max_batch``; ``BuilderFlag.FP16`` for fp16 (weakly typed build; TensorRT 11 removed
-  the flag, and fp16 is then refused with the reason) -> ``build_serialized_network`` ->
-  ``<graph>.engine``.
+* ``trt.Builder`` -> explicit-batch network (the only kind TensorRT 10 has) -> ``trt.OnnxParser`` (its
+  errors are reported) -> builder config with one optimisation profile giving every input
+  ``min = BatchPlan.min_batch``, ``opt`` = the largest of ``BatchPlan.fixed`` within the range (the batch
+  the device profile runs), ``max = BatchPlan.max_batch`` (a plan with ``min_batch == max_batch`` gives a
+  static profile, ``min = opt = max``); ``BuilderFlag.FP16`` for fp16 (weakly typed build: the flag lets
+  TensorRT choose fp16 kernels where they are faster, on a GPU without fast fp16 it keeps fp32 ones, so
+  that is no error; TensorRT 11 removed the flag, and fp16 is then refused with the reason before
+  anything is written) -> ``build_serialized_network`` -> ``<graph>.engine``.
 
-The runner (where TensorRT and a GPU exist) deserializes the engine with ``trt.Runtime``, sets each
-input's shape on an execution context and runs ``execute_async_v3`` on **torch CUDA tensors** (their
-``data_ptr()`` as tensor addresses, on torch's current stream): torch is already a dependency of the
-export extra, so no cuda-python or pycuda is needed.
+Building needs only the ``tensorrt`` package (plus ``onnx`` for the ONNX) and a visible NVIDIA GPU, which
+TensorRT times kernels on: neither CUDA in torch (a CPU-only torch exports the ONNX) nor cuda-python. The
+GPU's name and compute capability go to the manifest, read with cuda-python where it is installed, else
+with ``nvidia-smi``.
 
-Where TensorRT is unavailable, :meth:`TensorRTExporter.convert` raises ``BackendUnavailableError``
-(naming the missing package and/or GPU) and the pipeline can still write the ONNX TensorRT would
-consume with :meth:`TensorRTExporter.write_onnx_for_tensorrt`.
+Parity runs the engine with the runtime's TensorRT backend (:mod:`edgefuse.runtime.backends.tensorrt`,
+the exact code a device runs), which also needs cuda-python for device buffers:
+:meth:`TensorRTExporter.runner_unavailable_reason` says so where it is missing.
+
+Where TensorRT or a GPU is unavailable, :meth:`TensorRTExporter.convert` raises
+``BackendUnavailableError`` (naming the missing package and/or GPU) and the pipeline can still write the
+ONNX TensorRT would consume with :meth:`TensorRTExporter.write_onnx_for_tensorrt`.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +42,13 @@ from edgefuse.export.errors import ExportError, ExportValidationError
 from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner
 from edgefuse.export.graphs import GraphSpec
 
-__all__ = ["WORKSPACE_BYTES", "TensorRTExporter", "gpu_unavailable_reason", "optimisation_profile"]
+__all__ = [
+    "WORKSPACE_BYTES",
+    "TensorRTExporter",
+    "gpu_identity",
+    "gpu_unavailable_reason",
+    "optimisation_profile",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +61,50 @@ _INSTALL = (
 
 
 def gpu_unavailable_reason() -> str | None:
-    """``None`` when an NVIDIA GPU is usable here, else what is missing (``nvidia-smi``, CUDA in torch)."""
-    missing = []
-    if shutil.which("nvidia-smi") is None:
-        missing.append("nvidia-smi not found")
-    try:
-        import torch
+    """``None`` when an NVIDIA GPU is visible here (a device node or ``nvidia-smi``), else why not.
 
-        if not torch.cuda.is_available():
-            missing.append(f"torch.cuda.is_available() is False with torch {torch.__version__}")
-    except ImportError:
-        missing.append("torch is not installed (the runner uses torch CUDA tensors)")
-    if missing:
-        return f"no NVIDIA GPU is usable ({', '.join(missing)})"
-    return None
+    The runtime TensorRT backend's check; CUDA in torch is not needed, the build uses TensorRT alone.
+    """
+    from edgefuse.runtime.backends.tensorrt import _gpu_reason
+
+    return _gpu_reason()
+
+
+def gpu_identity() -> dict[str, Any]:
+    """``{"gpu": name, "compute_capability": [major, minor]}`` of GPU 0, for the manifest.
+
+    Read with cuda-python (``cudaGetDeviceProperties``) where it is installed, else with ``nvidia-smi``;
+    both values are ``None`` where neither answers (the engine is built all the same).
+    """
+    try:
+        from edgefuse.runtime.backends.tensorrt import _cudart
+
+        cudart = _cudart()
+        err, prop = cudart.cudaGetDeviceProperties(0)
+        if err == cudart.cudaError_t.cudaSuccess:
+            name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+            return {
+                "gpu": name.rstrip("\x00").strip(),
+                "compute_capability": [int(prop.major), int(prop.minor)],
+            }
+    except (ImportError, RuntimeError, AttributeError, TypeError, ValueError) as exc:
+        logger.debug("cuda-python cannot describe GPU 0: %s", exc)
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader", "--id=0"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+            name, capability = out.strip().splitlines()[0].rsplit(",", 1)
+            major, minor = capability.strip().split(".")
+            return {"gpu": name.strip(), "compute_capability": [int(major), int(minor)]}
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+            logger.debug("nvidia-smi cannot describe GPU 0: %s", exc)
+    return {"gpu": None, "compute_capability": None}
 
 
 def optimisation_profile(batch: BatchPlan) -> dict[str, int]:
@@ -86,15 +129,15 @@ class TensorRTExporter(FormatExporter):
     extra = "tensorrt"
 
     def _unavailable_reason(self) -> str | None:
-        import importlib.util
+        from edgefuse.runtime.backends.base import module_found
 
         missing = []
-        if importlib.util.find_spec("tensorrt") is None:
+        if not module_found("tensorrt"):
             missing.append(f"the Python package 'tensorrt' is not installed ({_INSTALL})")
         gpu = gpu_unavailable_reason()
         if gpu:
             missing.append(gpu)
-        if importlib.util.find_spec("onnx") is None:
+        if not module_found("onnx"):
             missing.append("the Python package 'onnx' is not installed (`pip install 'edgefuse[export]'`)")
         if missing:
             return f"TensorRT is unavailable here: {'; and '.join(missing)}"
@@ -103,7 +146,7 @@ class TensorRTExporter(FormatExporter):
     def _runner_unavailable_reason(self) -> str | None:
         from edgefuse.runtime.registry import availability
 
-        # Parity runs through the runtime's TensorRT backend, which also needs cuda-python.
+        # Parity runs through the runtime's TensorRT backend, which needs cuda-python too (building does not).
         return self._unavailable_reason() or availability(self.backend)[1]
 
     def write_onnx_for_tensorrt(self, graph: GraphSpec, folder: Path, batch: BatchPlan) -> Converted:
@@ -129,6 +172,15 @@ class TensorRTExporter(FormatExporter):
             raise ExportError(f"TensorRT precision {precision!r} is not one of ['fp32', 'fp16']")
         import tensorrt as trt
 
+        fp16_flag = None
+        if precision == "fp16":
+            fp16_flag = getattr(trt.BuilderFlag, "FP16", None)
+            if fp16_flag is None:
+                raise ExportError(
+                    f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (removed in TensorRT 11 with weak "
+                    "typing): an fp16 engine there must be built from an fp16 ONNX (strong typing). Export "
+                    "fp32, or use TensorRT 10.x for --precision fp16"
+                )
         profile_batch = optimisation_profile(batch)
         onnx_converted = self.write_onnx_for_tensorrt(graph, folder, batch)
         onnx_rel = onnx_converted.files[0]
@@ -141,15 +193,8 @@ class TensorRTExporter(FormatExporter):
             raise ExportError(f"TensorRT's ONNX parser rejected {onnx_rel}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-        if precision == "fp16":
-            flag = getattr(trt.BuilderFlag, "FP16", None)
-            if flag is None:
-                raise ExportError(
-                    f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (removed in TensorRT 11 with weak "
-                    "typing): an fp16 engine there must be built from an fp16 ONNX (strong typing). Export "
-                    "fp32, or use TensorRT 10.x for --precision fp16"
-                )
-            config.set_flag(flag)
+        if fp16_flag is not None:
+            config.set_flag(fp16_flag)
         profile = builder.create_optimization_profile()
         specs = {s.name: s for s in graph.inputs}
         inputs = [network.get_input(i) for i in range(network.num_inputs)]
@@ -168,8 +213,6 @@ class TensorRTExporter(FormatExporter):
             )
         rel = f"{graph.name}.engine"
         (folder / rel).write_bytes(bytes(serialized))
-        import torch
-
         return Converted(
             files=[rel, onnx_rel],
             batch={"dynamic": True, "min": profile_batch["min"], "max": profile_batch["max"]},
@@ -178,8 +221,7 @@ class TensorRTExporter(FormatExporter):
                 "precision": precision,
                 "profile": profile_batch,
                 "onnx": onnx_converted.details,
-                "gpu": torch.cuda.get_device_name(0),
-                "compute_capability": list(torch.cuda.get_device_capability(0)),
+                **gpu_identity(),
                 "note": "an engine runs only on this GPU architecture and TensorRT version; rebuild it "
                 "from the ONNX beside it elsewhere",
             },

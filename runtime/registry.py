@@ -13,7 +13,10 @@ candidate and why it was skipped.
 One exception, for a device profile's list only (never the caller's): when *no* backend the profile
 lists runs the artifact's format (a TFLite artifact exported for ``generic/x86-64``, whose profile lists
 ``onnxruntime`` and ``torch``), :func:`choose_for_profile` falls back to the installed backend that runs
-that format and says so with a :class:`BackendFallbackWarning`.
+that format and says so with a :class:`BackendFallbackWarning`. An artifact whose manifest names a
+profile that is not known here has no profile list to follow: every backend is allowed, and
+:func:`unknown_profile_fallback` says so with an :class:`UnknownProfileWarning` (a kind of
+:class:`BackendFallbackWarning`).
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ __all__ = [
     "BACKEND_FORMATS",
     "BackendFallbackWarning",
     "ProfileChoice",
+    "UnknownProfileWarning",
     "availability",
     "available_backends",
     "backend_class",
     "choose",
     "choose_for_profile",
     "choose_with_reasons",
+    "unknown_profile_fallback",
 ]
 
 _log = logging.getLogger(__name__)
@@ -72,6 +77,18 @@ class BackendFallbackWarning(UserWarning):
     ``torch``). The message names the profile, its backends, the artifact's format and the backend used
     instead. Pass ``backend="<name>"`` to :func:`~edgefuse.runtime.load` to choose it explicitly (no
     warning), or filter this category with :mod:`warnings`.
+    """
+
+
+class UnknownProfileWarning(BackendFallbackWarning):
+    """An artifact's manifest names a device profile that is not known here; every backend is allowed.
+
+    Emitted by :func:`edgefuse.runtime.load` when neither ``profile=`` nor ``backend=`` is given and
+    the manifest's profile is not a built-in profile id (an artifact exported with a custom ``.toml``
+    profile, or by a newer EdgeFuse): without the profile's backend list, the registry's default order
+    (every backend) is used. The message is also kept in the session's ``notes``. Pass ``profile=``
+    (an id or the ``.toml`` path) or ``backend=`` to choose explicitly (no warning). A subclass of
+    :class:`BackendFallbackWarning`, so filtering that category filters this one too.
     """
 
 
@@ -191,6 +208,30 @@ def choose(order: str | Sequence[str], artifact_format: str) -> type[Backend]:
             platform, GPU, not a runtime backend). Backends outside ``order`` are never used.
     """
     return choose_with_reasons(order, artifact_format)[0]
+
+
+def unknown_profile_fallback(
+    profile: object, artifact: object, reason: object, *, stacklevel: int = 1
+) -> str:
+    """Warn that ``artifact``'s manifest profile is not known here, so every backend is allowed.
+
+    Args:
+        profile: The profile named by the manifest.
+        artifact: The artifact folder (named in the message).
+        reason: Why the profile is not known (the :class:`~edgefuse.errors.ProfileError`).
+        stacklevel: For :func:`warnings.warn`, counted from the caller (1: the caller's line).
+
+    Returns:
+        The message of the :class:`UnknownProfileWarning` that was emitted.
+    """
+    message = (
+        f"the manifest of {artifact} names device profile {str(profile)!r:.80}, which is not known here "
+        f"({reason}); without its backend list, every backend is allowed, in the default order "
+        f"{list(BACKENDS)}. Pass profile= (a profile id or .toml path; `--profile` on the command line) "
+        "or backend= to choose explicitly and silence this warning"
+    )
+    warnings.warn(message, UnknownProfileWarning, stacklevel=stacklevel + 1)
+    return message
 
 
 def choose_for_profile(

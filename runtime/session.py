@@ -41,6 +41,7 @@ from edgefuse.runtime.errors import (
     VerificationError,
 )
 from edgefuse.runtime.registry import BACKENDS, choose_for_profile, choose_with_reasons
+from edgefuse.runtime.registry import unknown_profile_fallback as _unknown_profile
 from edgefuse.runtime.results import Prediction, ReferenceCheck, VerifyReport
 from edgefuse.trust import MalformedFileError, load_npz, read_bounded, user_path
 
@@ -123,7 +124,7 @@ class Session:
         self._root = root
 
         # ---- profile: the caller's (it decides which encoders are loaded), else the manifest's -------
-        prof = None
+        prof, notes = None, []
         if profile is not None:
             prof = _resolve_profile(profile)
         elif data.get("profile") is not None:
@@ -131,13 +132,9 @@ class Session:
                 if not is_profile_id(str(data["profile"])):
                     raise ProfileError(f"{data['profile']!r:.80} is not a profile id")
                 prof = _resolve_profile(str(data["profile"]))
-            except ProfileError as exc:
-                _log.info(
-                    "profile %r of %s is not known here (%s); default backend order",
-                    data["profile"],
-                    root,
-                    exc,
-                )
+            except ProfileError as exc:  # no backend list to follow (without backend=): warned, noted
+                if backend is None:
+                    notes.append(_unknown_profile(data["profile"], root, exc, stacklevel=3))
         self._profile = prof
         artifact_modalities = list(manifest.modality_names)
         if profile is not None:
@@ -173,12 +170,14 @@ class Session:
             order = list(BACKENDS) if prof is None else list(prof.backends)
         if backend is None and prof is not None and not self._is_checkpoint:  # the profile's list
             # none of its backends runs the format: another one does, with a BackendFallbackWarning
-            cls, skipped, order, _ = choose_for_profile(str(prof.id), order, manifest.format, stacklevel=3)
+            cls, skipped, order, note = choose_for_profile(str(prof.id), order, manifest.format, stacklevel=3)
+            notes += [note] if note else []
         else:
             cls, skipped = choose_with_reasons(order, manifest.format)
         self._backend_name = cls.name
         self._skipped = tuple(skipped)
         self._order = tuple(order)
+        self._notes = tuple(notes)
 
         check_threads(threads)
         if threads is None and prof is not None:
@@ -334,6 +333,11 @@ class Session:
     def backend_order(self) -> tuple[str, ...]:
         """The ordered backend list the session chose from."""
         return self._order
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The messages of the warnings loading gave (an unknown manifest profile, a backend fallback)."""
+        return self._notes
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -760,10 +764,11 @@ def load(
         backend: A backend name or an ordered list of names; the first that runs the artifact's format
             and is available here is used, and nothing outside the list. ``None``: ``torch`` for a
             checkpoint; for an artifact the profile's ``backends`` (the given profile, else the
-            manifest's if it is known here), else every backend in the registry's default order. When
-            none of the profile's backends runs the artifact's format, the installed backend that does
-            is used, with a :class:`~edgefuse.runtime.registry.BackendFallbackWarning` naming it
-            (pass that ``backend=`` to silence it).
+            manifest's; one not known here allows every backend in the registry's default order, with
+            an :class:`~edgefuse.runtime.registry.UnknownProfileWarning`). When none of the profile's
+            backends runs the artifact's format, the installed backend that does is used, with a
+            :class:`~edgefuse.runtime.registry.BackendFallbackWarning` naming it (pass that
+            ``backend=`` to silence it). Both warnings' messages are kept in :attr:`Session.notes`.
         threads: Intra-op threads per graph. ``None``: the profile's ``threads`` capped at this
             machine's CPU count, or the backend's default without a profile.
         manifest_sha256: Pin the manifest: the sha256 ``manifest.json`` (for a checkpoint,

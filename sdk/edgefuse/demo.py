@@ -8,7 +8,9 @@
 3. **Robustness grid** on the test split: every train set x test set with the ROBUSTNESS.md metrics.
 4. **Export** the kept model for every device profile in the format of each of its backends
    (``export_cached``: reused while the checkpoint is unchanged), with parity against PyTorch under
-   every presence pattern; formats that cannot be converted here are reported with the reason.
+   every presence pattern; formats that cannot be converted here are reported with the reason. An
+   export that fails (its conversion or validation, e.g. parity) is reported too, and listed in the
+   report's ``failed_exports``: ``edgefuse demo`` then exits 1, after writing the report.
 5. **Accuracy per presence pattern per profile**, measured by running the exported artifact through
    the runtime on the test split (only the encoders of the sensors present run).
 6. **Benchmark** each profile's artifact on this machine (p50/p90/p99, throughput, peak RSS) next to
@@ -303,14 +305,14 @@ def _export_all(
                     precision=precision,
                     agreement_split=test if precision == "fp16" else None,
                 )
-            except ExportError as exc:  # a real failure is reported, and the demo goes on
+            except ExportError as exc:  # a failure (the output refused): reported, and the demo goes on
                 rows.append(
                     {
                         "profile": prof.id,
                         "format": fmt,
                         "precision": precision,
                         "status": "failed",
-                        "reason": str(exc),
+                        "reason": f"{type(exc).__name__}: {exc}",
                         "note": note,
                     }
                 )
@@ -335,6 +337,10 @@ def _export_all(
                 }
             )
     return rows
+
+
+def _failure(profile: str, fmt: str, precision: str, reason: str | None) -> dict[str, Any]:
+    return {"profile": profile, "format": fmt, "precision": precision, "reason": reason}
 
 
 def _exported_format(backend: str) -> str | None:
@@ -457,13 +463,19 @@ def _bench(
     root: Path,
     ckpt: Path,
     steps: _Steps,
+    failures: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """Benchmark each profile's runnable artifact; a failed counting export is added to ``failures``."""
     from edgefuse.bench import _peak_rss_subprocess, bench_artifact, estimate_from_onnx
     from edgefuse.export import export_cached
 
     counting, _ = export_cached(
         ckpt, COUNTING_PROFILE, "onnx", root / "export" / COUNTING_PROFILE / "onnx-fp32"
     )
+    reported = any(e["profile"] == COUNTING_PROFILE and e["format"] == "onnx" for e in exports)
+    if counting.status == "failed" and failures is not None and not reported:
+        reason = f"the ONNX export that counts FLOPs and bytes for the estimates failed: {counting.reason}"
+        failures.append(_failure(COUNTING_PROFILE, "onnx", "fp32", reason))
     out = []
     for prof in profiles:
         backend, row = _runnable(prof, exports)
@@ -597,7 +609,11 @@ def run_demo(
         advance: Callback when one of :data:`STEPS` finishes.
 
     Returns:
-        The report (the content of ``report.json``), with ``paths`` to the written files.
+        The report (the content of ``report.json``), with ``paths`` to the written files. Its
+        ``failed_exports`` lists every export that failed (conversion or validation, e.g. parity
+        against PyTorch), each with ``profile``, ``format``, ``precision`` and ``reason``; formats that
+        cannot be converted here are ``unavailable`` in ``exports``, not failures. ``edgefuse demo``
+        exits 1 when the list is not empty.
 
     Raises:
         DataError: An FSDD folder was given but is not usable (never silently replaced).
@@ -640,8 +656,13 @@ def run_demo(
     accuracy = _accuracy(profiles, exports, data, grid, best, steps)
     steps.timed("accuracy", t0)
 
+    failed = [
+        _failure(e["profile"], e["format"], e["precision"], e["reason"])
+        for e in exports
+        if e["status"] == "failed"
+    ]
     t0 = time.perf_counter()
-    bench = _bench(profiles, exports, cfg, root, ckpt, steps)
+    bench = _bench(profiles, exports, cfg, root, ckpt, steps, failed)
     steps.timed("bench", t0)
 
     t0 = time.perf_counter()
@@ -679,6 +700,7 @@ def run_demo(
             for p in profiles
         ],
         "exports": exports,
+        "failed_exports": failed,
         "accuracy": accuracy,
         "bench": bench,
         "definitions": _definitions(),

@@ -67,6 +67,8 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
 
     # ---- latency per profile -----------------------------------------------------------------------
     bench = [b for b in report["bench"] if b["results"]]
+    if not bench:  # nothing ran here (every export failed or none is runnable): no latency plot
+        return paths
     fig, ax = plt.subplots(figsize=(max(6.0, 1.15 * max(1, len(bench)) + 2), 4.6), constrained_layout=True)
     x = np.arange(len(bench))
     for k, pattern in enumerate(patterns):
@@ -518,7 +520,7 @@ test rows, with only the modalities of the pattern present (the other encoders d
 {acc_table}
 
 <h2>Latency per profile</h2>
-{_img(plots["latency"], "latency per profile", "Bars: p50 at batch 1 measured on this machine (whisker to p90); x: roofline ESTIMATE for the profile's target.")}
+{_img(plots["latency"], "latency per profile", "Bars: p50 at batch 1 measured on this machine (whisker to p90); x: roofline ESTIMATE for the profile's target.") if "latency" in plots else '<p class="sub">No artifact was benchmarked on this machine (see the export table).</p>'}
 {lat_table}
 
 <h2>Definitions</h2>

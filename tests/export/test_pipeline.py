@@ -21,8 +21,20 @@ PROFILES = [p.id for p in list_profiles()]
 
 
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
+#: The formats whose parity runs end to end: always both cases, each skipped with the reason (never
+#: dropped from the list) when the package its runtime or its converter needs is missing.
 RUNNABLE = [
-    f for f, pkg in (("onnx", "onnxruntime"), ("tflite", "ai_edge_litert")) if importlib.util.find_spec(pkg)
+    pytest.param("onnx", marks=pytest.mark.backend("onnxruntime")),
+    pytest.param(
+        "tflite",
+        marks=[
+            pytest.mark.backend("litert"),
+            pytest.mark.skipif(
+                importlib.util.find_spec("litert_torch") is None,
+                reason="TFLite export needs the Python package 'litert_torch' (pip install 'edgefuse[export]')",
+            ),
+        ],
+    ),
 ]
 
 

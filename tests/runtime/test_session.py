@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -257,7 +259,7 @@ def test_inputs_must_be_a_mapping(x86) -> None:  # type: ignore[no-untyped-def]
         x86.predict([_audio()])  # type: ignore[arg-type]
 
 
-def test_nonfinite_in_present_row(x86, rt) -> None:  # type: ignore[no-untyped-def]
+def test_nonfinite_in_present_row(x86, torch_model, rt) -> None:  # type: ignore[no-untyped-def]
     inputs = rt.make_inputs(4, seed=13)
     inputs["image"][2, 0, 3, 3] = np.inf
     inputs["image"][3, 0, 1, 1] = np.nan
@@ -266,13 +268,32 @@ def test_nonfinite_in_present_row(x86, rt) -> None:  # type: ignore[no-untyped-d
     # Absent there per the mask: harmless, never read.
     mask = np.array([[1, 1], [1, 1], [1, 0], [1, 0]], bool)
     assert np.isfinite(x86.predict(inputs, mask).logits).all()
-    # Explicitly allowed: passes through (the result of those rows is the model's business).
+    # Explicitly allowed: passes through (the result of those rows is the model's business): PyTorch's
+    # logits, NaN where PyTorch gives NaN.
     pred = x86.predict(inputs, on_nonfinite="allow")
+    expected = rt.torch_logits(torch_model, inputs)
     assert np.isfinite(pred.logits[:2]).all()
-    # A finite array whose sum overflows is not mistaken for a NaN.
+    assert np.isnan(expected[2:]).all()
+    np.testing.assert_allclose(pred.logits, expected, atol=rt.ATOL, rtol=1e-4, equal_nan=True)
+    # A finite array whose sum overflows is not mistaken for a NaN: it is predicted, and right. The
+    # encoder outputs (~1e36) overflow a float32 variance in PyTorch's LayerNorm (NaN logits there),
+    # so the reference is the same model in float64; the kernel's LayerNorm stays finite and agrees.
     big = rt.make_inputs(1, seed=1)
     big["audio"][:] = np.float32(3e38)
-    x86.predict(big)
+    pred = x86.predict(big)
+    assert pred.present.all()
+    np.testing.assert_allclose(pred.logits, _float64_logits(torch_model, big), atol=rt.ATOL, rtol=1e-4)
+
+
+def _float64_logits(model, inputs: dict[str, np.ndarray]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Logits of a float64 copy of ``model`` (a reference where float32 intermediates overflow)."""
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        wide = copy.deepcopy(model).double()
+        return wide({k: torch.from_numpy(v.astype(np.float64)) for k, v in inputs.items()}).numpy()
 
 
 def test_all_absent_rows_with_beta(artifact, torch_model, rt) -> None:  # type: ignore[no-untyped-def]
@@ -401,6 +422,66 @@ def test_no_fallback_outside_the_list(x86_split) -> None:  # type: ignore[no-unt
         load(x86_split, profile="generic/smartwatch").close()
     with pytest.raises(InputError, match=r"unknown backend 'onxruntime' \(did you mean 'onnxruntime'\?\)"):
         load(x86_split, backend="onxruntime")
+
+
+def _with_manifest_profile(x86_split, rt, folder, profile: str):  # type: ignore[no-untyped-def]
+    folder = rt.copy_artifact(x86_split, folder)
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data["profile"] = profile
+    path.write_text(json.dumps(data))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("profile", "why"),
+    [
+        (
+            "acme/fitness-band",
+            r"\(unknown device profile id 'acme/fitness-band'; known ids: ",
+        ),  # e.g. exported with a custom .toml
+        ("../band.toml", r"'\.\./band\.toml' is not a profile id"),  # never read as a path
+    ],
+)
+def test_an_unknown_manifest_profile_is_said_and_noted(x86_split, rt, tmp_path, profile, why) -> None:  # type: ignore[no-untyped-def]
+    from edgefuse.runtime.registry import BACKENDS, BackendFallbackWarning, UnknownProfileWarning
+
+    folder = _with_manifest_profile(x86_split, rt, tmp_path / "a", profile)
+    with pytest.warns(UnknownProfileWarning) as record:
+        session = load(folder)
+    (warning,) = [w for w in record if issubclass(w.category, BackendFallbackWarning)]
+    message = str(warning.message)
+    assert warning.filename == __file__  # points at the caller's load()
+    assert message.startswith(
+        f"the manifest of {folder} names device profile {profile!r}, which is not known"
+    )
+    assert re.search(why, message)
+    assert f"every backend is allowed, in the default order {list(BACKENDS)}" in message
+    assert "Pass profile=" in message
+    assert session.notes == (message,)
+    assert session.profile is None
+    assert session.backend_order == tuple(BACKENDS)
+    assert session.backend == "onnxruntime"
+    session.close()
+    # An explicit profile or backend: nothing to warn about, nothing noted.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BackendFallbackWarning)
+        with load(folder, profile="generic/x86-64") as chosen:
+            assert chosen.notes == ()
+        with load(folder, backend="onnxruntime") as chosen:
+            assert chosen.notes == ()
+
+
+def test_notes_are_empty_for_a_known_profile_and_hold_a_fallback(x86_split) -> None:  # type: ignore[no-untyped-def]
+    from edgefuse.runtime import BackendFallbackWarning
+
+    with load(x86_split) as session:
+        assert session.notes == ()
+    with pytest.warns(BackendFallbackWarning) as record:
+        session = load(x86_split, profile="generic/smartwatch")
+    (warning,) = record
+    assert session.notes == (str(warning.message),)
+    session.close()
 
 
 def test_coreml_artifact_unavailable_off_macos(x86_split, rt, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -74,26 +74,41 @@ def test_reports(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_run_grid_on_a_three_modality_dataset(toy_dataset) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from edgefuse.robustness import run_grid
     from edgefuse.train import TrainConfig
 
     cfg = TrainConfig(modalities=toy_dataset.modality_names, epochs=1, pretrain_epochs=1, batch_size=64)
-    trained = []
+    trained = {}
     g = run_grid(
         toy_dataset,
         [("audio", "image", "imu")],
         ["supervised", "contrastive"],
         [0],
         cfg,
-        on_model=lambda key, result: trained.append(key),
+        on_model=trained.__setitem__,
     )
-    assert len(trained) == 2 * 7  # every S = T specialist added
-    assert set(g.test_sets) == set(subsets(toy_dataset.modality_names))
-    for row in g.scores.values():
-        assert all(0.0 <= v <= 1.0 for v in row.values())
-    full = g.cell("supervised", ("audio", "image", "imu"), ("image",))
-    assert full["gap_to_specialist"] is not None
+    full = ("audio", "image", "imu")
+    specialists = [t for t in subsets(toy_dataset.modality_names) if t != full]
+    assert set(trained) == {(m, s, 0) for m in ("supervised", "contrastive") for s in [full, *specialists]}
+    assert set(g.scores) == set(trained)  # every S = T specialist added: 2 x 7 rows
+    assert g.test_sets == subsets(toy_dataset.modality_names)
+    # Every score is the model's top-1 accuracy on the test split with only T present, recomputed here.
+    test = toy_dataset.split("test")
+    labels = torch.from_numpy(test.labels)
+    for key, model in trained.items():
+        model.eval()
+        for t in g.test_sets:
+            with torch.no_grad():
+                pred = model({m: torch.from_numpy(test.inputs[m]) for m in t}).argmax(dim=1)
+            assert g.scores[key][t] == int((pred == labels).sum()) / len(labels), (key, t)
+    cell = g.cell("supervised", full, ("image",))
+    specialist = g.scores[("supervised", ("image",), 0)][("image",)]
+    assert cell["gap_to_specialist"] == {
+        "mean": g.scores[("supervised", full, 0)][("image",)] - specialist,
+        "std": 0.0,
+        "n": 1,
+    }
 
 
 def test_from_dict_round_trip() -> None:

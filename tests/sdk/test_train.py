@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgefuse.errors import ContractError  # noqa: E402
-from edgefuse.train import TrainConfig, accuracy, train  # noqa: E402
+from edgefuse.train import TrainConfig, accuracy, new_model, pretrain_contrastive, train  # noqa: E402
 
 FAST = TrainConfig(modalities=("audio", "image", "imu"), epochs=3, pretrain_epochs=2, batch_size=32)
 
@@ -34,7 +34,14 @@ def test_contrastive_pretrains_then_finetunes_on_s(toy_dataset) -> None:  # type
     result = train(toy_dataset, cfg)
     phases = [h["phase"] for h in result.history]
     assert phases == ["pretrain", "pretrain", "train", "train", "train"]
-    assert result.history[1]["loss"] < result.history[0]["loss"] * 1.05
+    # Pre-training is exactly pretrain_contrastive (on every modality, not only S) of a model seeded
+    # as train seeds it: the same history to the bit, as training is deterministic for a seed.
+    torch.manual_seed(cfg.seed)
+    direct = pretrain_contrastive(new_model(toy_dataset), toy_dataset, cfg)
+    assert result.history[:2] == direct
+    # And it learns: the InfoNCE loss falls (10.28 -> 9.49 here). An epoch's loss is a mean over batches
+    # taken while the weights move, so it has no closed form; the exact check is the history above.
+    assert direct[1]["loss"] < direct[0]["loss"]
     assert result.config.to_dict()["modalities"] == ["image"]
 
 

@@ -2,6 +2,10 @@
 
 Writes ``OUT/report.html`` (self-contained: open it in any browser) and ``OUT/report.json``. A second
 run reuses the trained models and the exports (same data, recipe and EdgeFuse version).
+
+Exit status: 0, or 1 when an export failed (its conversion or validation, e.g. parity against PyTorch;
+each failure is named on stderr, and the report is still written). A format that cannot be converted
+on this machine (its converter is not installed) is reported as unavailable, not a failure.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo with a progress display, then print the summary table."""
+    """Run the demo with a progress display, then print the summary table; 1 when an export failed."""
     import logging
 
     from edgefuse.demo import claim_demo_folder
@@ -176,7 +180,24 @@ def run(args: argparse.Namespace) -> int:
             f" (and {report['paths']['json']}) in {report['seconds']['total']:.0f} s",
         )
     )
-    return 0
+    failed = report["failed_exports"]
+    if not failed:
+        return 0
+    err_out = plain_console(stderr=True)
+    for f in failed:
+        err_out.print(
+            Text.assemble(
+                ("error:", "bold red"),
+                f" {f['profile']} {f['format']} ({f['precision']}) export failed: {f['reason']}",
+            )
+        )
+    err_out.print(
+        Text.assemble(
+            ("error:", "bold red"),
+            f" {len(failed)} export(s) failed (listed above and in the report); exit status 1",
+        )
+    )
+    return 1
 
 
 @contextmanager

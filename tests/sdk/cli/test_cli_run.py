@@ -96,13 +96,31 @@ def test_run_synthesised_wav_and_png(
 
     with load(artifact) as session:
         specs = {m["name"]: m for m in session.manifest.data["modalities"]}
-        x = {"audio": wav_input(wav, specs["audio"]), "image": image_input(png, specs["image"])[0]}
+        image, notes = image_input(png, specs["image"])
+        x = {"audio": wav_input(wav, specs["audio"]), "image": image}
         assert x["image"].shape == (1, 1, 8, 8)
         assert x["image"].max() == pytest.approx(1.0)
-        assert session.predict(x).labels[0] == out["label"]
-    assert main(["run", str(artifact), "--image", str(png)]) == 0  # rich table
+        pred = session.predict(x)
+    assert out["notes"] == notes
+    assert pred.labels[0] == out["label"]
+    assert out["probability"] == float(pred.probabilities[0, pred.label_ids[0]])
+    # The table (no --json) shows the same prediction, to the printed precision.
+    image_only = _run_json([str(artifact), "--image", str(png)], capsys)
+    assert main(["run", str(artifact), "--image", str(png)]) == 0
     text = capsys.readouterr().out
-    assert out["top3"][0]["label"] in text or "digit" in text
+    title = f"{image_only['label']} (p={image_only['probability']:.3f}) from image on onnxruntime"
+    rows = [
+        [cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")
+    ]
+    assert rows == [
+        [str(rank), item["label"], f"{item['probability']:.4f}"]
+        for rank, item in enumerate(image_only["top3"], 1)
+    ]
+    flat = " ".join(text.split())  # rich wraps the title and the notes
+    assert title in flat
+    assert image_only["notes"] == out["notes"]
+    for note in image_only["notes"]:
+        assert " ".join(f"note: {note}".split()) in flat
 
 
 def test_run_fsdd_wav(artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,6 +132,22 @@ def test_run_fsdd_wav(artifact: Path, capsys: pytest.CaptureFixture[str]) -> Non
         pytest.skip(f"no .wav under EDGEFUSE_FSDD={root}")
     out = _run_json([str(artifact), "--wav", str(wavs[0])], capsys)
     assert out["modalities"] == ["audio"]
+    # The same prediction as the library path with the same preprocessing (label, top 3, probabilities).
+    from edgefuse.cli.run import wav_input
+    from edgefuse.runtime import load
+
+    with load(artifact) as session:
+        spec = next(m for m in session.manifest.data["modalities"] if m["name"] == "audio")
+        pred = session.predict({"audio": wav_input(wavs[0], spec)})
+        labels = session.label_names
+    probs = pred.probabilities[0]
+    assert out["label"] == pred.labels[0]
+    assert out["probability"] == float(probs[pred.label_ids[0]])
+    assert out["top3"] == [
+        {"label": labels[i], "probability": float(probs[i])} for i in np.argsort(-probs)[:3].tolist()
+    ]
+    assert out["notes"] == []
+    assert out["backend"] == "onnxruntime"
 
 
 def test_run_errors(artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

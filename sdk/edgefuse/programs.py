@@ -395,7 +395,11 @@ def _program_class(impl: type) -> type:
             return self.train(False)
 
         def __deepcopy__(self, memo: dict[int, Any]) -> ProgramModule:
-            res = super().__deepcopy__(memo)
+            import warnings
+
+            with warnings.catch_warnings():  # torch's own pytree spec copy warns about its LeafSpec API
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+                res = super().__deepcopy__(memo)
             res.edgefuse_program = self.edgefuse_program
             res.edgefuse_what = self.edgefuse_what
             res.training = False

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -56,68 +57,71 @@ def main(argv: list[str] | None = None) -> int:
     from edgefuse.specs import ModalitySpec
 
     work = Path(tempfile.mkdtemp(prefix="edgefuse-bench-export-"))
-    if args.checkpoint:
-        ckpt = Path(args.checkpoint)
-        model = load_checkpoint(ckpt).model
-    else:
-        cfg = AudioFeatureConfig()
-        specs = (
-            ModalitySpec("audio", cfg.shape, preprocessing="logmel-v1", params=cfg.to_dict()),
-            ModalitySpec("image", (1, 8, 8)),
-        )
-        torch.manual_seed(0)
-        model = build_model(reference_architecture(specs), specs, [str(i) for i in range(10)]).eval()
-        ckpt = save_checkpoint(model, work / "ckpt")
+    try:
+        if args.checkpoint:
+            ckpt = Path(args.checkpoint)
+            model = load_checkpoint(ckpt).model
+        else:
+            cfg = AudioFeatureConfig()
+            specs = (
+                ModalitySpec("audio", cfg.shape, preprocessing="logmel-v1", params=cfg.to_dict()),
+                ModalitySpec("image", (1, 8, 8)),
+            )
+            torch.manual_seed(0)
+            model = build_model(reference_architecture(specs), specs, [str(i) for i in range(10)]).eval()
+            ckpt = save_checkpoint(model, work / "ckpt")
 
-    # Warm-up: the first torch.export in a process pays one-off import/compile costs for both paths.
-    warm = build_graphs(model, list(model.modality_names), monolithic=False)[-1]
-    export_onnx(warm, work / "warm.onnx", BatchPlan())
+        # Warm-up: the first torch.export in a process pays one-off import/compile costs for both paths.
+        warm = build_graphs(model, list(model.modality_names), monolithic=False)[-1]
+        export_onnx(warm, work / "warm.onnx", BatchPlan())
 
-    t0 = time.perf_counter()
-    for g in build_graphs(model, list(model.modality_names), monolithic=False):
-        export_onnx(g, work / f"raw_{g.name}.onnx", BatchPlan())
-    raw = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    report = export(ckpt, args.profile, "onnx", work / "onnx")
-    onnx_s = time.perf_counter() - t0
-
-    all_report, all_s = None, None
-    if not args.onnx_only:
         t0 = time.perf_counter()
-        all_report = export(ckpt, args.profile, "all", work / "all")
-        all_s = time.perf_counter() - t0
+        for g in build_graphs(model, list(model.modality_names), monolithic=False):
+            export_onnx(g, work / f"raw_{g.name}.onnx", BatchPlan())
+        raw = time.perf_counter() - t0
 
-    results = {
-        "profile": args.profile,
-        "raw_onnx_s": raw,
-        "onnx_export_s": onnx_s,
-        "pipeline_over_raw": onnx_s / raw,
-        "all_formats_s": all_s,
-        "formats": {
-            r.format: {
-                "status": r.status,
-                "seconds": r.seconds,
-                "parity_checks": len(r.parity),
-                "note": r.reason,
-            }
-            for r in (all_report.results if all_report else [])
-        },
-        "onnx_parity_checks": len(report.results[0].parity),
-    }
-    print(f"raw torch.onnx.export of the {len(report.modalities) + 1} graphs: {raw:.1f} s (baseline)")
-    print(f"edgefuse export --format onnx ({args.profile}): {onnx_s:.1f} s = {onnx_s / raw:.2f}x raw")
-    if all_report:
-        print(f"edgefuse export --format all: {all_s:.1f} s")
-    for name, r in results["formats"].items():
-        print(
-            f"  {name:9s} {r['status']:12s} {r['seconds']:6.1f} s  parity checks {r['parity_checks']:3d}  {r['note'] or ''}"
-        )
-    checked = [t for t in TARGETS if not (args.onnx_only and t.name == "all_formats_s")]
-    status, results["targets"] = _targets.check(checked, results, enforce=not args.no_targets)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return status
+        t0 = time.perf_counter()
+        report = export(ckpt, args.profile, "onnx", work / "onnx")
+        onnx_s = time.perf_counter() - t0
+
+        all_report, all_s = None, None
+        if not args.onnx_only:
+            t0 = time.perf_counter()
+            all_report = export(ckpt, args.profile, "all", work / "all")
+            all_s = time.perf_counter() - t0
+
+        results = {
+            "profile": args.profile,
+            "raw_onnx_s": raw,
+            "onnx_export_s": onnx_s,
+            "pipeline_over_raw": onnx_s / raw,
+            "all_formats_s": all_s,
+            "formats": {
+                r.format: {
+                    "status": r.status,
+                    "seconds": r.seconds,
+                    "parity_checks": len(r.parity),
+                    "note": r.reason,
+                }
+                for r in (all_report.results if all_report else [])
+            },
+            "onnx_parity_checks": len(report.results[0].parity),
+        }
+        print(f"raw torch.onnx.export of the {len(report.modalities) + 1} graphs: {raw:.1f} s (baseline)")
+        print(f"edgefuse export --format onnx ({args.profile}): {onnx_s:.1f} s = {onnx_s / raw:.2f}x raw")
+        if all_report:
+            print(f"edgefuse export --format all: {all_s:.1f} s")
+        for name, r in results["formats"].items():
+            print(
+                f"  {name:9s} {r['status']:12s} {r['seconds']:6.1f} s  parity checks {r['parity_checks']:3d}  {r['note'] or ''}"
+            )
+        checked = [t for t in TARGETS if not (args.onnx_only and t.name == "all_formats_s")]
+        status, results["targets"] = _targets.check(checked, results, enforce=not args.no_targets)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return status
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the checkpoint and artifacts are scratch
 
 
 if __name__ == "__main__":

@@ -245,24 +245,19 @@ def _isolated_conversion() -> Iterator[None]:
     symbol) is reset before and after; the whole torch-op registry and the MIL builder's block and
     scope stacks are put back as they were.
     """
-    import torch
     from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
     from coremltools.converters.mil.mil import block as mil_block
     from coremltools.converters.mil.mil import scope as mil_scope
+    from edgefuse.programs import no_fastpath
 
-    mha = getattr(torch.backends, "mha", None)
-    fastpath = mha.get_fastpath_enabled() if mha is not None else None
     registry = dict(_TORCH_OPS_REGISTRY.name_to_func_mapping)
     blocks = list(mil_block.BLOCK_STACK)
     scopes = {k: list(v) for k, v in mil_scope.SCOPE_STACK.items()}
     _reset_coremltools_state()
     try:
-        if mha is not None:
-            mha.set_fastpath_enabled(False)
-        yield
+        with no_fastpath():
+            yield
     finally:
-        if mha is not None:
-            mha.set_fastpath_enabled(fastpath)
         _TORCH_OPS_REGISTRY.name_to_func_mapping.clear()
         _TORCH_OPS_REGISTRY.name_to_func_mapping.update(registry)
         mil_block.BLOCK_STACK = blocks

@@ -242,10 +242,6 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
-def _info_path_error(info_path: Path, exc: Exception) -> CheckpointError:
-    return CheckpointError(f"{info_path}: {exc}")
-
-
 def read_checkpoint_info(path: str | Path, *, info_sha256: str | None = None) -> dict[str, Any]:
     """Read and validate ``model.json`` of a checkpoint folder (no torch needed).
 
@@ -541,16 +537,15 @@ def _architecture_state(
             f"{info_path}: architecture has {nodes} entries, more than the {MAX_ARCHITECTURE_NODES} any EdgeFuse "
             "architecture has (e.g. a head_hidden list of a million layers); refusing to build it"
         )
+    modalities = _modalities(info, info_path)
     try:
-        modalities = [ModalitySpec.from_dict(m) for m in info["modalities"]]
         with torch.device("meta"):
             meta = build_model(info["architecture"], modalities, info["label_names"])
     except (ContractError, TypeError, ValueError, KeyError, RuntimeError, OverflowError) as exc:
         raise CheckpointError(
             f"{info_path} does not describe a valid contract model: {type(exc).__name__}: {exc}"
         ) from None
-    state = {k: (str(v.dtype).removeprefix("torch."), tuple(v.shape)) for k, v in meta.state_dict().items()}
-    return modalities, state
+    return modalities, _state_of(meta)
 
 
 def _program_files(folder: Path, info: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -120,8 +120,9 @@ def import_factory(ref: FactoryRef | str, *, allow_import: bool = False) -> Mode
         FactoryError: Without ``allow_import``, for a malformed reference, a module that cannot be
             imported (the message has the ImportError), a missing attribute, or a non-callable.
     """
-    parsed = ref if isinstance(ref, FactoryRef) else parse_factory_ref(ref)
-    parse_factory_ref(parsed.callable, parsed.kwargs)
+    parsed = (
+        parse_factory_ref(ref.callable, ref.kwargs) if isinstance(ref, FactoryRef) else parse_factory_ref(ref)
+    )
     if not allow_import:
         raise FactoryError(
             f"the model factory {parsed.callable!r} is user code; importing it runs that code. Pass "

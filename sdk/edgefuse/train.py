@@ -351,10 +351,9 @@ def train(
     """
     from edgefuse.interventions import make_loss
 
-    check_model_source(architecture, model_factory)
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)
-    model = new_model(dataset, architecture, model_factory)
+    model = new_model(dataset, architecture, model_factory)  # checks the model source first
     _check_modalities(model, config.modalities)
     history: list[dict[str, Any]] = []
     encoder_scale = 1.0

@@ -81,7 +81,7 @@ def test_architecture_mismatch_names_tensors(saved) -> None:  # type: ignore[no-
         (lambda i: i.update(format="other"), r"format is 'other'"),
         (lambda i: i.pop("label_names"), r"missing \['label_names'\]"),
         (lambda i: i.update(surprise=1), r"unknown keys \['surprise'\]"),
-        (lambda i: i["modalities"][0].update(shape=[0]), r"does not describe a valid contract model"),
+        (lambda i: i["modalities"][0].update(shape=[0]), r"invalid modality spec: .*shape \(0,\)"),
     ],
 )
 def test_bad_description(saved, edit, match: str) -> None:  # type: ignore[no-untyped-def]

@@ -125,7 +125,9 @@ def test_importing_a_factory_needs_an_explicit_opt_in(byom) -> None:
 
     with pytest.raises(FactoryError, match=r"--allow-import \(CLI\) or trust_code=True"):
         import_factory("byom_modules:build")
-    assert import_factory("byom_modules:build", allow_import=True)(byom.MODALITIES, byom.LABELS) is not None
+    built = import_factory("byom_modules:build", allow_import=True)(byom.MODALITIES[1:], byom.LABELS)
+    assert built.modality_names == ("audio", "imu")
+    assert isinstance(built.encoders["audio"], byom.AudioEncoder)
 
 
 def test_a_factory_that_builds_the_wrong_model_is_named(byom) -> None:

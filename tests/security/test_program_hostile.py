@@ -83,9 +83,17 @@ def test_shape_expressions_cannot_run_code(program_copy: Path) -> None:
     assert not (program_copy / "pwned").exists()
 
 
-def test_guards_code_and_custom_objects_are_refused(program_copy: Path, tmp_path: Path) -> None:
+def test_guards_code_is_refused(program_copy: Path) -> None:
     forge_program(program_copy, "head", lambda d: d.update(guards_code=[PWNED]))
     expect_error(LOAD.format(folder=str(program_copy)), "CheckpointError", "guards_code")
+
+
+def test_custom_objects_are_refused(program_copy: Path) -> None:
+    def smuggle(d: dict[str, Any]) -> None:
+        d["graph_module"]["graph"]["custom_obj_values"] = {"obj": {"name": "x", "class_fqn": "os.system"}}
+
+    forge_program(program_copy, "encoder_image", smuggle)
+    expect_error(LOAD.format(folder=str(program_copy)), "CheckpointError", "custom objects", "unpickled")
 
 
 def test_a_modified_program_file_is_caught_by_its_hash(program_copy: Path) -> None:

@@ -88,13 +88,9 @@ def factory_from_args(args: argparse.Namespace) -> Any:
         if args.factory_kwargs is not None:
             raise FactoryError("--factory-kwargs needs --model-factory package.module:function")
         return None
-    ref = parse_factory_ref(args.model_factory, args.factory_kwargs)
-    if not args.allow_import:
-        raise FactoryError(
-            f"--model-factory {ref.callable} is user code: importing it runs that code. Pass --allow-import "
-            "if you trust it"
-        )
-    return import_factory(ref, allow_import=True)
+    return import_factory(
+        parse_factory_ref(args.model_factory, args.factory_kwargs), allow_import=args.allow_import
+    )
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:

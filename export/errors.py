@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from edgefuse.errors import EdgeFuseError
 
-__all__ = ["ExportError", "ExportValidationError", "ParityError"]
+__all__ = [
+    "CalibrationError",
+    "ExportError",
+    "ExportValidationError",
+    "ParityError",
+    "QuantizationError",
+]
 
 
 class ExportError(EdgeFuseError, ValueError):
@@ -21,3 +27,17 @@ class ParityError(ExportError):
     def __init__(self, message: str, failures: list[dict] | None = None) -> None:
         super().__init__(message)
         self.failures = failures or []
+
+
+class QuantizationError(ExportError):
+    """int8 quantization cannot be done (a bad option, a format that cannot quantize here, a quantizer failure).
+
+    The message names the graph, what failed and the fix (another method, format or precision).
+    """
+
+
+class CalibrationError(ExportError):
+    """Calibration data cannot be used (a modality the export needs is missing, too few rows, NaN or inf).
+
+    The message names the modality, what the data has and the fix (e.g. ``--calibration DATASET``).
+    """

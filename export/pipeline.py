@@ -22,6 +22,7 @@ while the next one is still tried; the report lists every requested format.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -34,22 +35,30 @@ from typing import Any
 
 import numpy as np
 from edgefuse import outputs
-from edgefuse.errors import BackendUnavailableError, did_you_mean
+from edgefuse.errors import BackendUnavailableError
+from edgefuse.export import int8 as int8_stages
 from edgefuse.export.errors import ExportError, ParityError
-from edgefuse.export.formats import FORMATS, get_exporter
+from edgefuse.export.formats import get_exporter
 from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner
 from edgefuse.export.graphs import GraphSpec, build_graphs
 from edgefuse.export.parity import Comparison, compare, raise_on_failures
 from edgefuse.export.report import ExportReport, FormatResult
+from edgefuse.export.selection import FormatChoice, plan_formats
 
 __all__ = ["ExportReport", "FormatResult", "export"]
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 PARITY_BATCHES = (1, 7)
 REFERENCE_BATCH = 2
 FP16_MIN_AGREEMENT = 0.995
+
+
+#: (atol, rtol) of an int8 artifact's bundled reference: against its own logits computed here (a device
+#: may round differently: a few quantization steps of the logits), or against PyTorch's fp32 logits when
+#: it could not run here (the quantization error itself; verify then only catches gross corruption).
+INT8_REFERENCE_TOLERANCE = {"artifact": (0.1, 0.05), "pytorch": (1.0, 0.1)}
 
 
 @dataclass
@@ -70,6 +79,9 @@ class _Job:
     agreement_split: Any
     say: Callable[[str], None]
     protect: tuple[Path, ...] = ()
+    choice: FormatChoice | None = None
+    int8: Any = None  # Int8Settings (checked), when any format is exported at int8
+    calibration: Any = None  # CalibrationData, built once for every int8 format
 
 
 def _toolchain() -> dict[str, str]:
@@ -235,25 +247,31 @@ def _load_model(checkpoint: Any) -> tuple[Any, dict[str, Any]]:
 def export(
     checkpoint: Any,
     profile: Any,
-    formats: Sequence[str] | str = ("onnx",),
+    formats: Sequence[str] | str | None = None,
     out: str | Path = "out/export",
     *,
-    precision: str = "fp32",
+    precision: str | None = None,
     monolithic: bool = False,
     overwrite: bool = False,
     batch: BatchPlan | None = None,
     agreement_split: Any = None,
     progress: Callable[[str], None] | None = None,
+    any_format: bool = False,
+    int8: Any = None,
 ) -> ExportReport:
     """Export a contract model for a device profile.
 
     Args:
         checkpoint: A checkpoint folder or a :class:`~edgefuse.models.contract.MultimodalModel`.
         profile: A profile id (``vendor/device``), a path to a profile TOML, or a DeviceProfile.
-        formats: Format names, or ``"all"``. With one format, ``out`` is the artifact folder; with
-            several, each goes to ``out/<format>``.
+        formats: ``None`` (default: follow the profile, one format per backend in its order), ``"all"``
+            (the formats of the profile's backends), one format name or several. With one format,
+            ``out`` is the artifact folder; with several, each goes to ``out/<format>``. The rule is
+            :func:`~edgefuse.export.selection.plan_formats`; each choice and its reason is recorded in the
+            manifest (``selection``).
         out: Output folder.
-        precision: ``fp32`` or ``fp16``; must be one the profile lists.
+        precision: ``None`` (default: per format, the profile's first precision that format implements),
+            or ``fp32``, ``fp16``, ``int8`` for every format; it must be listed by the profile.
         monolithic: One graph with a bool presence input instead of the split layout.
         overwrite: Replace existing *artifact* folders (only after the new one is complete, in one atomic
             exchange), or empty folders. A folder that is not an EdgeFuse artifact (the user's files, a
@@ -263,6 +281,12 @@ def export(
         batch: Batch handling (default: dynamic 1..64; fixed sizes from the profile's ``batch_sizes``).
         agreement_split: A labelled split for the fp16 top-1 agreement check (>= 99.5%).
         progress: Callback with a short message per stage.
+        any_format: Allow formats that none of the profile's backends runs.
+        int8: :class:`~edgefuse.export.int8.Int8Settings` (calibration data, quantizer options,
+            ``max_drop``, ``keep_fp32``); required when any format is exported at int8. Each encoder is
+            calibrated on its own modality's rows, the head (or monolithic graph) on every presence
+            pattern of the device in equal shares; validation is accuracy per pattern on
+            ``int8.validation`` (or the calibration split), not a float tolerance.
 
     Every requested format is converted and validated on its own: a format whose conversion or
     validation raises (a converter error, :class:`ExportValidationError`, :class:`ParityError`, ...) is
@@ -273,17 +297,21 @@ def export(
     :meth:`ExportReport.raise_for_failures` to get an exception instead.
 
     Returns:
-        The :class:`ExportReport`, one :class:`FormatResult` per requested format, in order: ``ok``,
+        The :class:`ExportReport`, one :class:`FormatResult` per format, in order: ``ok``,
         ``unavailable`` (the converter cannot run here, with the reason; TensorRT still gets the
         validated ONNX it would consume, in ``<out>/tensorrt-onnx``) or ``failed`` (with the reason and
         ``error_type``).
 
     Raises:
-        ExportError: Before any conversion: unknown format/precision (with the closest match), a profile
-            whose sensors provide none of the model's modalities, a precision the profile does not list,
-            an existing output without ``overwrite``, or an output path that may not be replaced (see
-            ``overwrite``). Also when an output folder is found changed right before a format's artifact
-            is swapped in (the user's files are never replaced; the remaining formats are not tried).
+        ExportError: Before any conversion: an unknown format/precision (with the closest match), a
+            format none of the profile's backends runs (without ``any_format``), a precision the profile
+            does not list or the format does not implement, int8 without calibration data or with a
+            calibration set that lacks a modality, has fewer than 16 rows or non-finite values
+            (:class:`~edgefuse.export.errors.CalibrationError`), int8 for a format that cannot be quantized
+            here, a profile whose sensors provide none of the model's modalities, an existing output
+            without ``overwrite``, or an output path that may not be replaced (see ``overwrite``). Also
+            when an output folder is found changed right before a format's artifact is swapped in (the
+            user's files are never replaced; the remaining formats are not tried).
         BackendUnavailableError: When exactly one format was requested and its converter cannot run here
             (nothing could be attempted; the reason says what to install). With several formats such a
             format is reported as ``unavailable`` instead.
@@ -292,23 +320,10 @@ def export(
 
     say = progress or (lambda _msg: None)
     # ---- prepare ---------------------------------------------------------------------------------------
-    requested = [formats] if isinstance(formats, str) else list(formats)
-    names = list(FORMATS) if requested == ["all"] else list(dict.fromkeys(requested))
-    for f in names:
-        if f not in FORMATS:
-            raise ExportError(
-                f"unknown format {f!r}; allowed: {[*FORMATS, 'all']}{did_you_mean(f, [*FORMATS, 'all'])}"
-            )
-    if precision not in PRECISIONS:
-        raise ExportError(
-            f"unknown precision {precision!r}; allowed: {list(PRECISIONS)}{did_you_mean(precision, PRECISIONS)}"
-        )
     prof = profile if isinstance(profile, DeviceProfile) else get_profile(str(profile))
-    if precision not in prof.precisions:
-        raise ExportError(
-            f"profile {prof.id!r} lists precisions {list(prof.precisions)}; {precision!r} is not one of them "
-            f"(choose one of {[p for p in prof.precisions if p in PRECISIONS]})"
-        )
+    choices = plan_formats(prof, formats, precision, any_format=any_format)
+    names = [c.format for c in choices]
+    int8_stages.check_formats(choices, int8)
     out = Path(out)
     targets = {f: (out if len(names) == 1 else out / f) for f in names}
     protect = tuple(_inputs_of(checkpoint, profile))
@@ -337,7 +352,7 @@ def export(
         graphs,
         fusion,
         plan,
-        precision,
+        "fp32",
         monolithic,
         prof,
         ckpt_info,
@@ -346,8 +361,12 @@ def export(
         say,
         protect,
     )
-    results = [_run_format(fmt, targets[fmt], job) for fmt in names]
-    report = ExportReport(prof.id, exported, [list(p) for p in patterns], results)
+    if any(c.precision == "int8" for c in choices):
+        int8_stages.prepare(job, int8)
+    results = [_run_format(c, targets[c.format], job) for c in choices]
+    report = ExportReport(
+        prof.id, exported, [list(p) for p in patterns], results, [c.to_dict() for c in choices]
+    )
     if len(names) == 1 and results[0].status == "unavailable":
         raise BackendUnavailableError(results[0].reason or "unavailable")
     return report
@@ -363,6 +382,7 @@ def export_cached(
     monolithic: bool = False,
     agreement_split: Any = None,
     progress: Callable[[str], None] | None = None,
+    int8: Any = None,
 ) -> tuple[FormatResult, bool]:
     """Export one format of a checkpoint folder into ``out``, or reuse the artifact already there.
 
@@ -378,10 +398,14 @@ def export_cached(
         profile: A profile id, TOML path or DeviceProfile.
         fmt: One format (``onnx``, ``tflite``, ``coreml``, ``tensorrt``).
         out: The artifact folder.
-        precision: ``fp32`` or ``fp16``.
+        precision: ``fp32``, ``fp16`` or ``int8``.
         monolithic: Monolithic instead of split layout.
         agreement_split: See :func:`export`.
         progress: See :func:`export`.
+        int8: See :func:`export` (an int8 artifact is reused only with the same calibration settings).
+
+    The format is exported as asked even when none of the profile's backends runs it (``any_format``):
+    callers name the format they need (e.g. the ONNX that counts FLOPs for an estimate).
 
     Returns:
         ``(result, reused)``: the format's :class:`FormatResult` (status ``ok`` with the folder, or
@@ -413,12 +437,24 @@ def export_cached(
                 and data.get("format") == fmt
                 and data.get("precision") == precision
                 and data.get("layout") == ("monolithic" if monolithic else "split")
+                and (
+                    precision != "int8"
+                    or (data.get("int8") or {}).get("settings") == int8_stages.settings_summary(int8)
+                )
             )
         except (ManifestError, ArtifactIntegrityError, UnsafeFileError) as exc:
             logger.info("%s cannot be reused (%s); exporting again", target, exc)
             same = False
         if same:
-            return FormatResult(fmt, "ok", folder=target, parity=list(data.get("parity") or [])), True
+            reused = FormatResult(
+                fmt,
+                "ok",
+                folder=target,
+                parity=list(data.get("parity") or []),
+                precision=precision,
+                int8=data.get("int8"),
+            )
+            return reused, True
     try:
         report = export(
             checkpoint,
@@ -430,6 +466,8 @@ def export_cached(
             overwrite=True,
             agreement_split=agreement_split,
             progress=progress,
+            any_format=True,
+            int8=int8,
         )
     except BackendUnavailableError as exc:
         return FormatResult(fmt, "unavailable", reason=str(exc)), False
@@ -440,13 +478,15 @@ class _OutputRefusedError(ExportError):
     """An output folder refused by :mod:`edgefuse.outputs` while a format was staged or committed."""
 
 
-def _run_format(fmt: str, target: Path, job: _Job) -> FormatResult:
+def _run_format(choice: FormatChoice, target: Path, job: _Job) -> FormatResult:
     """Convert, validate and write one format; its failure is returned as a ``failed`` result, not raised.
 
     A refusal to write the output (the folder changed since the prepare stage) still raises, as
     :class:`ExportError`: the user's files are never replaced, and it is no failure of the format.
     """
     t0 = time.perf_counter()
+    fmt = choice.format
+    job = dataclasses.replace(job, precision=choice.precision, choice=choice)
     unavailable = None
     try:
         exporter = get_exporter(fmt)
@@ -464,6 +504,7 @@ def _run_format(fmt: str, target: Path, job: _Job) -> FormatResult:
         result = FormatResult.from_exception(fmt, exc, context)
         job.say(f"{fmt}: failed ({type(exc).__name__})")
     result.seconds = time.perf_counter() - t0
+    result.precision = choice.precision
     return result
 
 
@@ -484,12 +525,41 @@ def _unavailable(fmt: str, reason: str, exporter: FormatExporter, target: Path, 
         job.say("tensorrt: unavailable here; writing the ONNX it would consume")
         tmp = staging.path
         converted = {g.name: exporter.write_onnx_for_tensorrt(g, tmp, job.plan) for g in job.graphs}
+        run, int8_record = None, None
+        if job.precision == "int8":  # TensorRT builds its int8 engine from the QDQ graph
+            for g in job.graphs:
+                if g.name not in job.int8.keep_fp32:
+                    converted[g.name] = onnx_exporter.quantize(
+                        tmp, converted[g.name], g, job.calibration.feeds[g.name], job.int8.options
+                    )
         for g in job.graphs:
             onnx_exporter.inspect(tmp, converted[g.name], g)
-        note = f"ONNX input for a TensorRT engine; the engine was not built here: {reason}"
-        _write_artifact(staging, onnx_exporter, "onnx", converted, job, [], precision="fp32", notes=note)
+        if job.precision == "int8":
+            if onnx_exporter.runner_unavailable_reason() is None:
+                runners = {g.name: onnx_exporter.load_runner(tmp, converted[g.name], g) for g in job.graphs}
+                run = _ArtifactRunner(runners, job.exported, job.fusion, job.monolithic)
+                int8_record = int8_stages.validate("tensorrt (QDQ ONNX)", run, runners, job)
+            int8_record = {**(int8_record or {}), **int8_stages.manifest_record(converted, job)}
+        precision = "int8" if job.precision == "int8" else "fp32"
+        note = f"{'QDQ ' if precision == 'int8' else ''}ONNX input for a TensorRT engine; the engine was not built here: {reason}"
+        _write_artifact(
+            staging,
+            onnx_exporter,
+            "onnx",
+            converted,
+            job,
+            [],
+            precision=precision,
+            notes=note,
+            run=run,
+            int8_record=int8_record,
+        )
     return FormatResult(
-        fmt, "unavailable", folder=folder, reason=f"{reason}. The ONNX TensorRT would consume is in {folder}."
+        fmt,
+        "unavailable",
+        folder=folder,
+        reason=f"{reason}. The {'QDQ ' if precision == 'int8' else ''}ONNX TensorRT would consume is in {folder}.",
+        int8=int8_record,
     )
 
 
@@ -523,18 +593,23 @@ def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> 
     """Convert, validate (always) and write one format; nothing is left behind on failure."""
     with _stage(target, job) as staging:
         tmp = staging.path
-        converted = {g.name: exporter.convert(g, tmp, job.precision, job.plan) for g in job.graphs}
+        converted = _convert_all(exporter, tmp, job)
         job.say(f"{fmt}: validating")
         for g in job.graphs:
             exporter.inspect(tmp, converted[g.name], g)
         parity: list[Comparison] = []
         agreement = None
+        int8_record = None
+        run = None
         runner_reason = exporter.runner_unavailable_reason()
         if runner_reason is None:
             runners = {g.name: exporter.load_runner(tmp, converted[g.name], g) for g in job.graphs}
             run = _ArtifactRunner(runners, job.exported, job.fusion, job.monolithic)
-            parity = _parity(exporter, run, job.model, job.patterns, job.precision, job.monolithic)
-            raise_on_failures(parity, f"{fmt} ({job.precision}) export for {job.profile.id}")
+            if job.precision == "int8":
+                int8_record = int8_stages.validate(fmt, run, runners, job)
+            else:
+                parity = _parity(exporter, run, job.model, job.patterns, job.precision, job.monolithic)
+                raise_on_failures(parity, f"{fmt} ({job.precision}) export for {job.profile.id}")
             if job.precision == "fp16" and job.agreement_split is not None:
                 agreement = _agreement(run, job.model, job.agreement_split, job.exported)
                 if agreement < FP16_MIN_AGREEMENT:
@@ -544,6 +619,8 @@ def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> 
                     )
         else:
             job.say(f"{fmt}: {runner_reason}; validated from the saved files only")
+        if job.precision == "int8":
+            int8_record = {**(int8_record or {}), **int8_stages.manifest_record(converted, job)}
         records = [c.to_dict() for c in parity]
         _write_artifact(
             staging,
@@ -554,6 +631,8 @@ def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> 
             records,
             agreement=agreement,
             runner_reason=runner_reason,
+            run=run,
+            int8_record=int8_record,
         )
     return FormatResult(
         fmt,
@@ -563,7 +642,23 @@ def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> 
         parity_ran=runner_reason is None,
         reason=runner_reason,
         agreement=agreement,
+        int8=int8_record,
     )
+
+
+def _convert_all(exporter: FormatExporter, tmp: Path, job: _Job) -> dict[str, Converted]:
+    """Convert every graph; at int8, convert fp32 then quantize each graph not kept in float."""
+    if job.precision != "int8":
+        return {g.name: exporter.convert(g, tmp, job.precision, job.plan) for g in job.graphs}
+    converted = {g.name: exporter.convert(g, tmp, "fp32", job.plan) for g in job.graphs}
+    for g in job.graphs:
+        if g.name in job.int8.keep_fp32:
+            continue
+        job.say(f"{exporter.name}: quantizing {g.name} to int8")
+        converted[g.name] = exporter.quantize(
+            tmp, converted[g.name], g, job.calibration.feeds[g.name], job.int8.options
+        )
+    return converted
 
 
 def _write_artifact(
@@ -578,8 +673,17 @@ def _write_artifact(
     notes: str | None = None,
     agreement: float | None = None,
     runner_reason: str | None = None,
+    run: _ArtifactRunner | None = None,
+    int8_record: dict[str, Any] | None = None,
 ) -> None:
-    """Write reference.npz and the manifest into the staging folder, then swap it onto its target."""
+    """Write reference.npz and the manifest into the staging folder, then swap it onto its target.
+
+    The reference cases hold PyTorch's logits on random inputs; for int8 they hold rows of the labelled
+    data and the artifact's own logits computed here (``run``), so that ``verify`` on a device checks the
+    artifact reproduces itself, not a float tolerance it was never meant to meet (PyTorch's logits when
+    the artifact cannot run here, with the looser tolerance that implies; ``reference.expected_from``
+    says which).
+    """
     from edgefuse import __version__
     from edgefuse.export.parity import tolerance
     from edgefuse.manifest import MANIFEST_SCHEMA_VERSION, Manifest, file_entry
@@ -589,13 +693,27 @@ def _write_artifact(
     precision = precision or job.precision
     ref_cases = []
     arrays: dict[str, np.ndarray] = {}
+    int8 = precision == "int8"
+    expected_from = "pytorch"
+    tol = tolerance(exporter.backend, precision)
+    if int8:
+        expected_from = "artifact" if run is not None else "pytorch"
+        tol = INT8_REFERENCE_TOLERANCE[expected_from]
     for i, pattern in enumerate(job.patterns):
         label = "+".join(pattern)
-        inputs = _inputs(model, pattern, REFERENCE_BATCH, seed=7_000 + i)
-        expected = _torch_reference(model, inputs)
+        inputs = (
+            int8_stages.reference_inputs(job, pattern, REFERENCE_BATCH, seed=7_000 + i)
+            if int8
+            else _inputs(model, pattern, REFERENCE_BATCH, seed=7_000 + i)
+        )
+        logits = (
+            run(inputs)["logits"]
+            if expected_from == "artifact"
+            else _torch_reference(model, inputs)["logits"]
+        )
         for k, v in inputs.items():
             arrays[f"{label}/input/{k}"] = v
-        arrays[f"{label}/logits"] = expected["logits"]
+        arrays[f"{label}/logits"] = np.asarray(logits, dtype=np.float32)
         ref_cases.append({"pattern": list(pattern), "batch": REFERENCE_BATCH})
     np.savez(tmp / "reference.npz", **arrays)
     specs = {m.name: m for m in model.modalities}
@@ -638,12 +756,17 @@ def _write_artifact(
         "reference": {
             "file": "reference.npz",
             "cases": ref_cases,
-            "tolerance": dict(zip(("atol", "rtol"), tolerance(exporter.backend, precision), strict=True)),
+            "tolerance": dict(zip(("atol", "rtol"), tol, strict=True)),
             "backend": exporter.backend,
+            "expected_from": expected_from,
         },
         "checkpoint": job.checkpoint,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if job.choice is not None:
+        data["selection"] = job.choice.to_dict()
+    if int8_record is not None:
+        data["int8"] = int8_record
     if notes or agreement is not None or runner_reason:
         data["notes"] = {"note": notes, "fp16_top1_agreement": agreement, "parity_not_run": runner_reason}
     Manifest(data=data, root=tmp).write()

@@ -34,6 +34,9 @@ class FormatResult:
         agreement: fp16 top-1 agreement with PyTorch on the labelled split, when checked.
         error_type: For ``failed``: the exception's type name (``ParityError``, ``ExportValidationError``,
             ``ExportError``, or whatever the converter raised).
+        precision: The precision this format was exported at (``fp32``, ``fp16``, ``int8``).
+        int8: For int8 (``ok``): accuracy per presence pattern (fp32, int8, drop in points, agreement),
+            SQNR per graph, the calibration and quantizer settings — as recorded in the manifest.
     """
 
     format: str
@@ -45,6 +48,14 @@ class FormatResult:
     seconds: float = 0.0
     agreement: float | None = None
     error_type: str | None = None
+    precision: str | None = None
+    int8: dict[str, Any] | None = None
+
+    @property
+    def worst_int8_drop(self) -> float | None:
+        """The largest accuracy drop (points) over the presence patterns of an int8 artifact, if measured."""
+        rows = (self.int8 or {}).get("accuracy") or []
+        return max((float(r["drop_points"]) for r in rows), default=None)
 
     @classmethod
     def from_exception(cls, fmt: str, exc: BaseException, context: str | None = None) -> FormatResult:
@@ -66,6 +77,13 @@ class ExportReport:
     modalities: list[str]
     patterns: list[list[str]]
     results: list[FormatResult]
+    #: What was chosen per format and why (:meth:`~edgefuse.export.selection.FormatChoice.to_dict`).
+    choices: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def unavailable(self) -> list[FormatResult]:
+        """The results with status ``unavailable`` (the converter cannot run here)."""
+        return [r for r in self.results if r.status == "unavailable"]
 
     @property
     def ok(self) -> bool:

@@ -8,13 +8,16 @@ runner that executes the file on NumPy inputs so the pipeline can check parity a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from edgefuse.export.graphs import GraphSpec
+
+if TYPE_CHECKING:
+    from edgefuse.export.quantize import QuantOptions
 
 __all__ = ["BatchPlan", "Converted", "FormatExporter", "Runner"]
 
@@ -60,6 +63,8 @@ class FormatExporter(ABC):
     backend: str = ""
     #: extra to install for the converter
     extra: str = "export"
+    #: calibration methods (:data:`edgefuse.export.quantize.METHODS`) this format's int8 quantizer implements
+    int8_methods: tuple[str, ...] = ("minmax", "percentile", "entropy")
 
     def unavailable_reason(self) -> str | None:
         """Why this format cannot be converted here (a missing package), or ``None``."""
@@ -102,6 +107,83 @@ class FormatExporter(ABC):
             ExportValidationError: When the saved file does not match the graph spec.
         """
         return self._inspect(folder, converted, graph)
+
+    def int8_unavailable_reason(self) -> str | None:
+        """Why this format cannot be quantized to int8 here (not implemented, a missing package), or ``None``."""
+        return self._int8_unavailable_reason()
+
+    def quantize(
+        self,
+        folder: Path,
+        converted: Converted,
+        graph: GraphSpec,
+        calibration: Sequence[Mapping[str, np.ndarray]],
+        options: QuantOptions,
+    ) -> Converted:
+        """Replace the fp32 file(s) of ``converted`` in ``folder`` by int8 ones calibrated on ``calibration``.
+
+        ``converted`` must come from ``convert(graph, folder, "fp32", batch)``. The int8 file keeps the
+        graph's input/output names, shapes and float dtypes (float in, float out), and the same relative
+        file names, so :meth:`inspect`, the runtime's runners and the manifest need nothing new.
+
+        Args:
+            folder: The artifact folder holding ``converted.files``.
+            converted: The fp32 conversion of ``graph``.
+            graph: The graph spec.
+            calibration: Feed dicts keyed by the graph's input names, one per batch (float32 arrays;
+                the monolithic ``presence`` mask may be bool), e.g.
+                :attr:`edgefuse.export.calibration.CalibrationData.feeds` of this graph.
+            options: Calibration method, weight granularity, sample count and seed.
+
+        Returns:
+            The new :class:`Converted` (``details["precision"] == "int8"``; ``details["quantization"]``
+            holds the quantizer's details).
+
+        Raises:
+            QuantizationError: When int8 is unavailable for this format here (the message names the reason
+                and the fix), the method is not one of :attr:`int8_methods`, the file is not fp32, no
+                calibration batch was given, or the quantizer fails.
+        """
+        from edgefuse.export.errors import QuantizationError
+
+        reason = self.int8_unavailable_reason()
+        if reason:
+            raise QuantizationError(
+                f"int8 for {graph.name} as {self.name} is unavailable here: {reason}. Use another format "
+                "(--format onnx or tflite quantize to int8 here) or another precision (--precision fp32/fp16)"
+            )
+        if options.method not in self.int8_methods:
+            raise QuantizationError(
+                f"{self.name} int8 calibrates with {list(self.int8_methods)} only; got --calibration-method "
+                f"{options.method!r}. Use --calibration-method {self.int8_methods[0]} for {self.name}, or "
+                "--format onnx for percentile/entropy calibration"
+            )
+        precision = converted.details.get("precision", "fp32")
+        if precision != "fp32":
+            raise QuantizationError(
+                f"int8 quantization of {graph.name} needs the fp32 conversion; got a {precision} one. "
+                "Convert with precision fp32 first"
+            )
+        if not calibration:
+            raise QuantizationError(
+                f"no calibration batches for {graph.name}; int8 needs calibration data (--calibration)"
+            )
+        return self._quantize(folder, converted, graph, calibration, options)
+
+    def _int8_unavailable_reason(self) -> str | None:
+        return f"int8 is not implemented for {self.name} by EdgeFuse"
+
+    def _quantize(
+        self,
+        folder: Path,
+        converted: Converted,
+        graph: GraphSpec,
+        calibration: Sequence[Mapping[str, np.ndarray]],
+        options: QuantOptions,
+    ) -> Converted:
+        from edgefuse.export.errors import QuantizationError
+
+        raise QuantizationError(f"int8 is not implemented for {self.name} by EdgeFuse; export fp32 or fp16")
 
     def _runtime_runner(
         self, folder: Path, converted: Converted, graph: GraphSpec, threads: int = 1

@@ -47,6 +47,16 @@ Core ML has no bool inputs: a bool input (the monolithic ``presence`` mask) is a
 1.0 means present; the graph compares it with ``> 0.5`` to get the bool mask ``torch.where`` uses.
 
 Prediction needs macOS (Core ML itself); elsewhere the package is validated from its saved spec.
+
+int8 (:meth:`CoreMLExporter.quantize`): ``coremltools.optimize.coreml.linear_quantize_weights`` stores
+every float weight of rank >= 2 (conv kernels, linear matrices, whatever their size) as int8
+(``OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")``, per output channel unless
+``per_channel=False``) behind ``constexpr_affine_dequantize`` ops; biases and LayerNorm parameters stay
+float32, compute stays float32 (the conversion's precision). Activation quantization
+(``linear_quantize_activations``) calibrates by running Core ML prediction on the calibration data, which
+needs macOS: it runs there first (int8 activations, then int8 weights); elsewhere the package is
+weights-only and records ``"activations": "float (activation calibration needs macOS Core ML
+prediction)"``. Either way the package is validated from its saved spec here.
 """
 
 from __future__ import annotations
@@ -57,14 +67,17 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from edgefuse.export.errors import ExportError, ExportValidationError
+from edgefuse.export.errors import ExportError, ExportValidationError, QuantizationError
 from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner, missing_package
 from edgefuse.export.graphs import GraphSpec
+
+if TYPE_CHECKING:
+    from edgefuse.export.quantize import QuantOptions
 
 __all__ = ["MINIMUM_DEPLOYMENT_TARGET", "CoreMLExporter"]
 
@@ -77,6 +90,10 @@ _INPUT_DTYPES = {"float32": np.float32, "float16": np.float16, "bool": np.float3
 #: graph-spec dtype -> ArrayFeatureType name in the saved spec
 _SPEC_DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "bool": "FLOAT32", "int64": "INT32"}
 _FLOAT_TENSOR_TYPES = {"FLOAT16", "FLOAT32", "FLOAT64"}
+#: ML program ops that hold compressed weights (iOS16: affine dequantize; iOS18: blockwise shift-scale)
+_QUANTIZED_WEIGHT_OPS = {"constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"}
+#: Weights-only note recorded where activation calibration cannot run.
+WEIGHTS_ONLY_ACTIVATIONS = "float (activation calibration needs macOS Core ML prediction)"
 
 
 def _bool_from_float(graph: GraphSpec) -> Any:
@@ -352,6 +369,7 @@ class CoreMLExporter(FormatExporter):
 
     name = "coreml"
     backend = "coreml"
+    int8_methods = ("minmax",)
 
     def _unavailable_reason(self) -> str | None:
         return missing_package("coremltools", "coreml", "Core ML export")
@@ -438,6 +456,85 @@ class CoreMLExporter(FormatExporter):
             details=details,
         )
 
+    def _int8_unavailable_reason(self) -> str | None:
+        return missing_package("coremltools", "coreml", "int8 Core ML (coremltools.optimize)")
+
+    def _quantize(
+        self,
+        folder: Path,
+        converted: Converted,
+        graph: GraphSpec,
+        calibration: Sequence[Mapping[str, np.ndarray]],
+        options: QuantOptions,
+    ) -> Converted:
+        """int8 weights (and int8 activations on macOS); see the module docstring."""
+        import shutil
+        import tempfile
+
+        import coremltools as ct
+        import coremltools.optimize.coreml as cto
+
+        rel = converted.files[0]
+        granularity = "per_channel" if options.per_channel else "per_tensor"
+        with _QuietConvert():
+            model = ct.models.MLModel(str(folder / rel), skip_model_load=sys.platform != "darwin")
+            weights = _float_weight_names(rel, model.get_spec())
+        if not weights:
+            raise QuantizationError(
+                f"{rel}: the ML program has no float weight of rank >= 2 to quantize; keep {graph.name} in fp32"
+            )
+        weight_config = cto.OptimizationConfig(
+            op_name_configs={
+                name: cto.OpLinearQuantizerConfig(
+                    mode="linear_symmetric", dtype="int8", granularity=granularity, weight_threshold=0
+                )
+                for name in weights
+            }
+        )
+        activations = WEIGHTS_ONLY_ACTIVATIONS
+        try:
+            with _QuietConvert():
+                if sys.platform == "darwin":
+                    samples = _coreml_samples(graph, calibration)
+                    activation_config = cto.OptimizationConfig(
+                        global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+                    )
+                    model = cto.experimental.linear_quantize_activations(model, activation_config, samples)
+                    activations = (
+                        f"int8 (linear_symmetric, coremltools linear_quantize_activations on {len(samples)} "
+                        "calibration rows)"
+                    )
+                quantized = cto.linear_quantize_weights(model, weight_config)
+                with tempfile.TemporaryDirectory(dir=folder, prefix=".int8-") as tmp:
+                    staged = Path(tmp) / Path(rel).name
+                    quantized.save(str(staged))
+                    shutil.rmtree(folder / rel)
+                    shutil.move(str(staged), str(folder / rel))
+        except Exception as exc:
+            raise QuantizationError(
+                f"{rel}: int8 quantization with coremltools {ct.__version__} failed: {type(exc).__name__}: "
+                f"{str(exc).strip()[:300]}. Use --keep-fp32 {graph.name} or --precision fp16 for Core ML"
+            ) from exc
+        details = {
+            **converted.details,
+            "precision": "int8",
+            "weights": f"int8 (linear_symmetric, {granularity.replace('_', ' ')}; biases and norms float32)",
+            "activations": activations,
+            "quantization": {
+                "quantizer": "coremltools.optimize.coreml",
+                "version": ct.__version__,
+                "method": "minmax",
+                "per_channel": options.per_channel,
+                "weight_type": "int8 (symmetric)",
+                "activation_type": activations,
+                "quantized_weights": len(weights),
+                "calibration_rows": int(sum(_rows(feed) for feed in calibration))
+                if sys.platform == "darwin"
+                else 0,
+            },
+        }
+        return Converted(files=list(converted.files), batch=dict(converted.batch), details=details)
+
     def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
         """Predict with the runtime's Core ML backend (macOS only): the exact device code path."""
         return self._runtime_runner(folder, converted, graph)
@@ -477,6 +574,11 @@ class CoreMLExporter(FormatExporter):
             )
         if precision == "fp32" and weights.get("FLOAT16"):
             raise ExportValidationError(f"{rel}: precision fp32 was asked but the weights are {weights}")
+        int8_weights = _int8_weight_count(spec)
+        if precision == "int8" and not int8_weights:
+            raise ExportValidationError(
+                f"{rel}: precision int8 was asked but no weight is stored as int8 (float weights: {weights})"
+            )
         for op in ops:  # x - x is NaN for NaN x: a NaN-unsafe zeros_like (see the module docstring)
             if (
                 op["type"] == "sub"
@@ -490,6 +592,7 @@ class CoreMLExporter(FormatExporter):
             "spec_version": int(spec.specificationVersion),
             "batch_range": [lower, upper],
             "weights": weights,
+            "int8_weights": int8_weights,
             "ops": sorted({op["type"] for op in ops} - {"const"}),
             "num_ops": sum(1 for op in ops if op["type"] != "const"),
         }
@@ -568,3 +671,52 @@ def _weight_dtypes(ops: list[dict[str, Any]]) -> dict[str, int]:
             if name in _FLOAT_TENSOR_TYPES and t.rank >= 1:
                 counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def _rows(feed: Mapping[str, np.ndarray]) -> int:
+    return int(np.asarray(next(iter(feed.values()))).shape[0])
+
+
+def _float_weight_names(rel: str, spec: Any) -> list[str]:
+    """Names of the float constants of rank >= 2 (conv kernels, linear matrices) of the ML program."""
+    from coremltools.proto import MIL_pb2
+
+    names = []
+    for op in _mil_operations(rel, spec):
+        if op["type"] != "const" or not op["types"]:
+            continue
+        t = op["types"][0]
+        if MIL_pb2.DataType.Name(t.dataType) in _FLOAT_TENSOR_TYPES and t.rank >= 2:
+            names.append(op["outputs"][0])
+    return names
+
+
+def _int8_weight_count(spec: Any) -> int:
+    """How many compressed-weight ops of the program store their data as int8."""
+    from coremltools.proto import MIL_pb2
+
+    function = spec.mlProgram.functions["main"]
+    count = 0
+    for op in function.block_specializations[function.opset].operations:
+        if op.type not in _QUANTIZED_WEIGHT_OPS:
+            continue
+        for key in ("quantized_data", "data"):
+            value = op.attributes.get(key)
+            if value is not None and MIL_pb2.DataType.Name(value.type.tensorType.dataType) == "INT8":
+                count += 1
+                break
+    return count
+
+
+def _coreml_samples(
+    graph: GraphSpec, calibration: Sequence[Mapping[str, np.ndarray]]
+) -> list[dict[str, Any]]:
+    """Calibration rows as Core ML prediction inputs (bool inputs as float32 1.0/0.0, see the docstring)."""
+    samples = []
+    for feed in calibration:
+        arrays = {s.name: np.asarray(feed[s.name]) for s in graph.inputs}
+        for row in range(_rows(arrays)):
+            samples.append(
+                {s.name: arrays[s.name][row : row + 1].astype(_INPUT_DTYPES[s.dtype]) for s in graph.inputs}
+            )
+    return samples

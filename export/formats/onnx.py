@@ -3,18 +3,27 @@
 Every file passes ``onnx.checker`` (full check); graph inputs that no node consumes are removed (the
 dynamo exporter keeps them and ONNX Runtime would then demand them); the opset and the exporter used
 are recorded. fp32 only: fp16 engines are built from this fp32 ONNX by TensorRT.
+
+int8: :meth:`OnnxExporter.quantize` replaces the fp32 file in place by a static QDQ int8 one
+(:func:`edgefuse.export.quantize.quantize_onnx`: onnxruntime.quantization, uint8 activations, int8
+weights per channel, float inputs and outputs), keeping its file name.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefuse.export.errors import ExportError, ExportValidationError
 from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner, missing_package
 from edgefuse.export.graphs import GraphSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    from edgefuse.export.quantize import QuantOptions
 
 __all__ = ["OPSET", "OnnxExporter", "export_onnx"]
 
@@ -137,6 +146,30 @@ class OnnxExporter(FormatExporter):
             details={"opset": OPSET, "exporter": used, "removed_unused_inputs": removed},
         )
 
+    def _int8_unavailable_reason(self) -> str | None:
+        return missing_package("onnx", "export", "int8 ONNX") or missing_package(
+            "onnxruntime", "onnxruntime", "int8 ONNX (onnxruntime.quantization calibrates and quantizes)"
+        )
+
+    def _quantize(
+        self,
+        folder: Path,
+        converted: Converted,
+        graph: GraphSpec,
+        calibration: Sequence[Mapping[str, np.ndarray]],
+        options: QuantOptions,
+    ) -> Converted:
+        """Static QDQ int8 in place of the fp32 file (same name); see :func:`quantize_onnx`."""
+        from edgefuse.export.quantize import quantize_onnx
+
+        rel = converted.files[0]
+        details = quantize_onnx(folder / rel, folder / rel, calibration, options)
+        return Converted(
+            files=list(converted.files),
+            batch=dict(converted.batch),
+            details={**converted.details, "precision": "int8", "quantization": details},
+        )
+
     def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
         return self._runtime_runner(folder, converted, graph)
 
@@ -160,7 +193,17 @@ class OnnxExporter(FormatExporter):
             raise ExportValidationError(
                 f"{converted.files[0]}: outputs {outs}; expected {[o.name for o in graph.outputs]}"
             )
-        return {
+        report: dict[str, Any] = {
             "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
             "nodes": len(model.graph.node),
         }
+        if converted.details.get("precision") == "int8":
+            qdq = sum(1 for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+            weights = sum(1 for t in model.graph.initializer if t.data_type == 3 and len(t.dims) >= 2)
+            if not qdq or not weights:
+                raise ExportValidationError(
+                    f"{converted.files[0]}: precision int8 was asked but the file holds {qdq} "
+                    f"QuantizeLinear/DequantizeLinear nodes and {weights} int8 weight tensors"
+                )
+            report.update({"qdq_nodes": qdq, "int8_weights": weights})
+        return report

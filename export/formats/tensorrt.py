@@ -24,6 +24,11 @@ Parity runs the engine with the runtime's TensorRT backend (:mod:`edgefuse.runti
 the exact code a device runs), which also needs cuda-python for device buffers:
 :meth:`TensorRTExporter.runner_unavailable_reason` says so where it is missing.
 
+int8 (:meth:`TensorRTExporter.quantize`): explicit quantization. The graph's ONNX is quantized to a QDQ
+ONNX (:func:`edgefuse.export.quantize.quantize_onnx`, symmetric int8 activations and weights, calibrated
+on the given data) and the engine is rebuilt from it with ``BuilderFlag.INT8``; no TensorRT calibrator
+(implicit quantization, deprecated in TensorRT 10) is used.
+
 Where TensorRT or a GPU is unavailable, :meth:`TensorRTExporter.convert` raises
 ``BackendUnavailableError`` (naming the missing package and/or GPU) and the pipeline can still write the
 ONNX TensorRT would consume with :meth:`TensorRTExporter.write_onnx_for_tensorrt`.
@@ -34,13 +39,17 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from edgefuse.export.errors import ExportError, ExportValidationError
-from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner
+from edgefuse.export.errors import ExportError, ExportValidationError, QuantizationError
+from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner, missing_package
 from edgefuse.export.graphs import GraphSpec
+
+if TYPE_CHECKING:
+    from edgefuse.export.quantize import QuantOptions
 
 __all__ = [
     "WORKSPACE_BYTES",
@@ -183,6 +192,21 @@ class TensorRTExporter(FormatExporter):
                 )
         profile_batch = optimisation_profile(batch)
         onnx_converted = self.write_onnx_for_tensorrt(graph, folder, batch)
+        flags = [fp16_flag] if fp16_flag is not None else []
+        return self._build_engine(graph, folder, onnx_converted, profile_batch, flags, precision)
+
+    def _build_engine(
+        self,
+        graph: GraphSpec,
+        folder: Path,
+        onnx_converted: Converted,
+        profile_batch: dict[str, int],
+        flags: list[Any],
+        precision: str,
+    ) -> Converted:
+        """Parse ``onnx_converted``'s ONNX, build an engine with ``flags`` and write ``<graph>.engine``."""
+        import tensorrt as trt
+
         onnx_rel = onnx_converted.files[0]
         trt_logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(trt_logger)
@@ -193,8 +217,8 @@ class TensorRTExporter(FormatExporter):
             raise ExportError(f"TensorRT's ONNX parser rejected {onnx_rel}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-        if fp16_flag is not None:
-            config.set_flag(fp16_flag)
+        for flag in flags:
+            config.set_flag(flag)
         profile = builder.create_optimization_profile()
         specs = {s.name: s for s in graph.inputs}
         inputs = [network.get_input(i) for i in range(network.num_inputs)]
@@ -226,6 +250,76 @@ class TensorRTExporter(FormatExporter):
                 "from the ONNX beside it elsewhere",
             },
         )
+
+    def _int8_unavailable_reason(self) -> str | None:
+        return self.unavailable_reason() or missing_package(
+            "onnxruntime", "onnxruntime", "int8 TensorRT (onnxruntime.quantization writes the QDQ ONNX)"
+        )
+
+    def _quantize(
+        self,
+        folder: Path,
+        converted: Converted,
+        graph: GraphSpec,
+        calibration: Sequence[Mapping[str, np.ndarray]],
+        options: QuantOptions,
+    ) -> Converted:
+        """An int8 engine built from a QDQ ONNX (explicit quantization), replacing the fp32 engine.
+
+        The QDQ ONNX (:func:`~edgefuse.export.quantize.quantize_onnx` with symmetric int8 activations:
+        TensorRT takes zero points of 0 only) is staged beside the fp32 files and replaces the fp32 ONNX
+        once the engine is built, so a device can rebuild the same int8 engine from it; on any failure
+        the fp32 engine and ONNX are left as they were. The engine is built
+        weakly typed with ``BuilderFlag.INT8`` where the flag exists (TensorRT 10): the Q/DQ layers then
+        run in int8 and the rest stays fp32. Where the flag is absent (a strongly typed TensorRT) the Q/DQ
+        layers alone set the precision, and the manifest says no flag was set. The optimisation profile
+        is the fp32 engine's.
+        """
+        import tensorrt as trt
+        from edgefuse.export.quantize import quantize_onnx
+
+        onnx_rel = next((f for f in converted.files if f.endswith(".onnx")), None)
+        if onnx_rel is None or not (folder / onnx_rel).is_file():
+            raise QuantizationError(
+                f"{graph.name}: the fp32 TensorRT conversion has no ONNX beside its engine ({converted.files}); "
+                "convert with precision fp32 first"
+            )
+        profile_batch = dict(converted.details.get("profile") or {})
+        if set(profile_batch) != {"min", "opt", "max"}:
+            raise QuantizationError(
+                f"{graph.name}: the fp32 TensorRT conversion records no optimisation profile "
+                f"({converted.details.get('profile')!r}); convert with precision fp32 first"
+            )
+        # staged beside the fp32 files: on any failure the fp32 engine and its ONNX stay as they were
+        staged = f"{graph.name}.int8.onnx"
+        try:
+            details = quantize_onnx(
+                folder / onnx_rel, folder / staged, calibration, options, symmetric_activations=True
+            )
+            onnx_details = {
+                **dict(converted.details.get("onnx") or {}),
+                "precision": "int8",
+                "quantization": details,
+            }
+            int8_flag = getattr(trt.BuilderFlag, "INT8", None)
+            built = self._build_engine(
+                graph,
+                folder,
+                Converted([staged], dict(converted.batch), onnx_details),
+                profile_batch,
+                [int8_flag] if int8_flag is not None else [],
+                "int8",
+            )
+            (folder / staged).replace(folder / onnx_rel)
+        finally:
+            (folder / staged).unlink(missing_ok=True)
+        built.files = [built.files[0], onnx_rel]
+        built.details["quantization"] = {
+            **details,
+            "explicit_quantization": "QDQ ONNX",
+            "builder_flag": "INT8" if int8_flag is not None else "none (TensorRT without BuilderFlag.INT8)",
+        }
+        return built
 
     def _load_runner(self, folder: Path, converted: Converted, graph: GraphSpec) -> Runner:
         """Run the engine with the runtime's TensorRT backend: the exact device code path."""

@@ -51,7 +51,7 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 FORMATS = ("onnx", "tflite", "coreml", "tensorrt")
 LAYOUTS = ("split", "monolithic")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class ManifestError(EdgeFuseError, ValueError):
@@ -104,7 +104,7 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "reference": dict,
     "checkpoint": dict,
 }
-_OPTIONAL = {"created", "notes", "batch"}
+_OPTIONAL = {"created", "notes", "batch", "selection", "int8"}
 #: dtypes a graph input/output or a modality may declare.
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
 #: Bounds that no real artifact comes near; they keep a forged manifest from sizing allocations.

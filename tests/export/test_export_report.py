@@ -46,7 +46,9 @@ def test_a_failing_format_is_reported_and_the_next_one_is_written(  # type: igno
 
     caplog.set_level(logging.DEBUG, logger="edgefuse.export.pipeline")
     out = tmp_path / "out"
-    report = export(reference_ckpt, PROFILE, ["tflite", "onnx"], out)  # the failing one first
+    report = export(
+        reference_ckpt, PROFILE, ["tflite", "onnx"], out, precision="fp32"
+    )  # the failing one first
     assert [r.format for r in report.results] == ["tflite", "onnx"]
     failed, ok = report.results
     assert (failed.status, failed.error_type, failed.folder) == ("failed", "RuntimeError", None)
@@ -88,7 +90,7 @@ def test_a_single_format_failing_parity_is_reported_not_raised(  # type: ignore[
         return lambda feed: {k: v + 1.0 for k, v in run(feed).items()}
 
     monkeypatch.setattr(OnnxExporter, "load_runner", off_by_one)
-    report = export(reference_ckpt, PROFILE, "onnx", tmp_path / "a")
+    report = export(reference_ckpt, PROFILE, "onnx", tmp_path / "a", precision="fp32")
     (result,) = report.results
     assert (result.status, result.error_type) == ("failed", "ParityError")
     assert result.reason.startswith(f"ParityError: onnx (fp32) export for {PROFILE}")
@@ -147,7 +149,17 @@ def test_cli_names_the_failed_format_and_exits_1(  # type: ignore[no-untyped-def
     from edgefuse.cli import main
 
     out = tmp_path / "cli"
-    base = ["export", str(reference_ckpt), "--profile", PROFILE, "--format", "onnx,tflite", "--out"]
+    base = [
+        "export",
+        str(reference_ckpt),
+        "--profile",
+        PROFILE,
+        "--precision",
+        "fp32",
+        "--format",
+        "onnx,tflite",
+        "--out",
+    ]
     assert main([*base, str(out)]) == 1
     captured = capsys.readouterr()
     table = " ".join(captured.out.split())
@@ -175,7 +187,20 @@ def test_cli_single_unavailable_format_is_an_error(reference_ckpt, tmp_path, mon
     monkeypatch.setattr(TFLiteExporter, "unavailable_reason", lambda self: "litert-torch is not installed")
     out = tmp_path / "x"
     assert (
-        main(["export", str(reference_ckpt), "--profile", PROFILE, "--format", "tflite", "--out", str(out)])
+        main(
+            [
+                "export",
+                str(reference_ckpt),
+                "--profile",
+                PROFILE,
+                "--precision",
+                "fp32",
+                "--format",
+                "tflite",
+                "--out",
+                str(out),
+            ]
+        )
         == 2
     )
     err = " ".join(capsys.readouterr().err.split())
@@ -188,8 +213,12 @@ def test_in_memory_model_records_the_checkpoints_weights_sha256(reference_ckpt, 
     from edgefuse.checkpoint import load_checkpoint, read_checkpoint_info
 
     model = load_checkpoint(reference_ckpt).model
-    export(model, PROFILE, "onnx", tmp_path / "memory", monolithic=True).raise_for_failures()
-    export(reference_ckpt, PROFILE, "onnx", tmp_path / "disk", monolithic=True).raise_for_failures()
+    export(
+        model, PROFILE, "onnx", tmp_path / "memory", monolithic=True, precision="fp32"
+    ).raise_for_failures()
+    export(
+        reference_ckpt, PROFILE, "onnx", tmp_path / "disk", monolithic=True, precision="fp32"
+    ).raise_for_failures()
     memory = read_manifest(tmp_path / "memory").data["checkpoint"]
     disk = read_manifest(tmp_path / "disk").data["checkpoint"]
     sha = read_checkpoint_info(reference_ckpt)["weights_sha256"]

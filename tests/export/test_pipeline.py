@@ -14,11 +14,9 @@ pytest.importorskip("onnx")
 from edgefuse.errors import BackendUnavailableError, CheckpointError, ProfileError
 from edgefuse.export import export, export_cached
 from edgefuse.export.errors import ExportError, ExportValidationError
+from edgefuse.export.selection import profile_formats
 from edgefuse.manifest import ArtifactIntegrityError, ManifestError, read_manifest
 from edgefuse.profiles import list_profiles
-
-PROFILES = [p.id for p in list_profiles()]
-
 
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
 #: The formats whose parity runs end to end: always both cases, each skipped with the reason (never
@@ -35,6 +33,16 @@ RUNNABLE = [
             ),
         ],
     ),
+]
+
+#: Every (profile, format) a user can export: the formats the profile's backends run (fp32 parity;
+#: profiles without fp32 are skipped: they are covered by their other formats' precision tests).
+PAIRS = [
+    pytest.param(p.id, fmt.values[0], marks=fmt.marks, id=f"{p.id}-{fmt.values[0]}")
+    for p in list_profiles()
+    if "fp32" in p.precisions
+    for fmt in RUNNABLE
+    if fmt.values[0] in profile_formats(p)
 ]
 
 
@@ -60,17 +68,15 @@ def _check_report(report, folder, model_modalities, fmt: str = "onnx") -> None: 
     }
 
 
-@pytest.mark.parametrize("fmt", RUNNABLE)
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(("profile", "fmt"), PAIRS)
 def test_parity_for_every_profile_reference_model(reference_ckpt, tmp_path, profile: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
-    report = export(reference_ckpt, profile, fmt, tmp_path / "a")
+    report = export(reference_ckpt, profile, fmt, tmp_path / "a", precision="fp32")
     _check_report(report, tmp_path / "a", ["audio", "image"], fmt)
 
 
-@pytest.mark.parametrize("fmt", RUNNABLE)
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(("profile", "fmt"), PAIRS)
 def test_parity_three_modality_model(three_ckpt, tmp_path, profile: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
-    report = export(three_ckpt, profile, fmt, tmp_path / "a")
+    report = export(three_ckpt, profile, fmt, tmp_path / "a", precision="fp32")
     _check_report(report, tmp_path / "a", ["audio", "image", "imu"], fmt)
 
 
@@ -94,7 +100,7 @@ def test_monolithic_onnx_keeps_nan_out(reference_ckpt, tmp_path) -> None:  # typ
 
 
 def test_manifest_integrity_detects_tampering(reference_ckpt, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    export(reference_ckpt, "generic/dashcam", "onnx", tmp_path / "a")
+    export(reference_ckpt, "generic/dashcam", "onnx", tmp_path / "a", precision="fp32")
     folder = tmp_path / "a"
     data = bytearray((folder / "head.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -102,7 +108,7 @@ def test_manifest_integrity_detects_tampering(reference_ckpt, tmp_path) -> None:
     with pytest.raises(ArtifactIntegrityError, match=r"head\.onnx has sha256"):
         read_manifest(folder).verify_files()
     shutil.rmtree(folder)
-    export(reference_ckpt, "generic/dashcam", "onnx", folder)
+    export(reference_ckpt, "generic/dashcam", "onnx", folder, precision="fp32")
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"][0]["sha256"] = "0" * 64
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -151,7 +157,7 @@ def test_export_cached_reuses_only_an_identical_intact_artifact(reference_ckpt, 
     ],
 )
 def test_bad_options(reference_ckpt, tmp_path, kwargs, error, match) -> None:  # type: ignore[no-untyped-def]
-    args = {"profile": "generic/dashcam", "formats": "onnx", **kwargs}
+    args = {"profile": "generic/dashcam", "formats": "onnx", "precision": "fp32", **kwargs}
     with pytest.raises(error, match=match):
         export(reference_ckpt, args.pop("profile"), args.pop("formats"), tmp_path / "x", **args)
     assert not (tmp_path / "x").exists()
@@ -159,7 +165,7 @@ def test_bad_options(reference_ckpt, tmp_path, kwargs, error, match) -> None:  #
 
 def test_profile_without_the_models_modalities(imu_ckpt, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ExportError, match=r"none of the model's modalities \['imu'\]"):
-        export(imu_ckpt, "generic/dashcam", "onnx", tmp_path / "x")
+        export(imu_ckpt, "generic/dashcam", "onnx", tmp_path / "x", precision="fp32")
 
 
 def test_broken_checkpoint_and_existing_output(reference_ckpt, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -169,11 +175,11 @@ def test_broken_checkpoint_and_existing_output(reference_ckpt, tmp_path) -> None
     info["architecture"]["embed_dim"] = 8
     (broken / "model.json").write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="does not match the architecture"):
-        export(broken, "generic/dashcam", "onnx", tmp_path / "x")
+        export(broken, "generic/dashcam", "onnx", tmp_path / "x", precision="fp32")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
     with pytest.raises(ExportError, match="already exists; pass overwrite=True"):
-        export(reference_ckpt, "generic/dashcam", "onnx", tmp_path / "taken")
+        export(reference_ckpt, "generic/dashcam", "onnx", tmp_path / "taken", precision="fp32")
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
 
 
@@ -184,7 +190,7 @@ def test_failure_midway_leaves_nothing(reference_ckpt, tmp_path, monkeypatch) ->
         raise ExportValidationError("simulated validation failure")
 
     monkeypatch.setattr(OnnxExporter, "_inspect", broken_inspect)
-    report = export(reference_ckpt, "generic/dashcam", "onnx", tmp_path / "out")
+    report = export(reference_ckpt, "generic/dashcam", "onnx", tmp_path / "out", precision="fp32")
     (result,) = report.results  # a failed format is reported (with its type), not raised
     assert (result.status, result.error_type) == ("failed", "ExportValidationError")
     assert result.reason == "ExportValidationError: simulated validation failure"

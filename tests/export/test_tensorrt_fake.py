@@ -271,7 +271,7 @@ def _fake_tensorrt(sim: Sim) -> types.ModuleType:
         "OnnxParser": functools.partial(OnnxParser, sim),
         "Runtime": functools.partial(Runtime, sim),
         "MemoryPoolType": types.SimpleNamespace(WORKSPACE="WORKSPACE"),
-        "BuilderFlag": types.SimpleNamespace(FP16="FP16", TF32="TF32"),
+        "BuilderFlag": types.SimpleNamespace(FP16="FP16", TF32="TF32", INT8="INT8"),
         "TensorIOMode": types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
         "DataType": types.SimpleNamespace(**{k: k for k in _TRT_TO_NUMPY}),
         "nptype": lambda dtype: _TRT_TO_NUMPY[dtype],
@@ -514,6 +514,125 @@ def test_an_input_the_graph_does_not_have_is_refused(sim, cached_onnx, graph, tm
     assert str(info.value) == "toy.onnx: TensorRT sees an unknown input 'stray'"
     assert _only(_only(sim.builders).configs).profiles == []
     assert not (tmp_path / "toy.engine").exists()
+
+
+# ---- int8: explicit quantization from a QDQ ONNX --------------------------------------------------------
+
+
+def _calibration(batches: int = 4, rows: int = 16) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "x": rng.standard_normal((rows, 3)).astype(np.float32),
+            "presence": rng.random((rows, 1)) < 0.7,
+        }
+        for _ in range(batches)
+    ]
+
+
+def test_int8_builds_from_a_qdq_onnx_with_the_int8_flag(sim, cached_onnx, graph, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from edgefuse.export.quantize import QuantOptions
+
+    exporter = TensorRTExporter()
+    assert exporter.int8_unavailable_reason() is None
+    fp32 = exporter.convert(graph, tmp_path, "fp32", PLAN)
+    int8 = exporter.quantize(tmp_path, fp32, graph, _calibration(), QuantOptions())
+
+    assert int8.files == ["toy.engine", "toy.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.engine", "toy.onnx"]
+    fp32_build, int8_build = _only(sim.builders[:1]), _only(sim.builders[1:])
+    assert _only(fp32_build.configs).flags == []
+    config = _only(int8_build.configs)
+    assert config.flags == ["INT8"]  # weakly typed TensorRT 10: Q/DQ layers run in int8
+    assert config.pool_limits == {"WORKSPACE": trt_export.WORKSPACE_BYTES}
+    assert _only(config.profiles).shapes == {
+        "x": ((1, 3), (8, 3), (64, 3)),
+        "presence": ((1, 1), (8, 1), (64, 1)),
+    }
+    assert sim.parsers[-1].files == [str(tmp_path / "toy.int8.onnx")]  # staged, then renamed
+    qdq = onnx.load(str(tmp_path / "toy.onnx"))  # the engine's source beside it is the QDQ ONNX
+    ops = [n.op_type for n in qdq.graph.node]
+    assert "QuantizeLinear" in ops
+    assert "DequantizeLinear" in ops
+    zero_points = {t.name: onnx.numpy_helper.to_array(t) for t in qdq.graph.initializer}
+    activation_zero_points = [
+        zero_points[n.input[2]] for n in qdq.graph.node if n.op_type == "QuantizeLinear"
+    ]
+    assert activation_zero_points
+    for zero in activation_zero_points:  # TensorRT takes symmetric int8 only
+        assert zero.dtype == np.int8
+        assert not zero.any()
+    assert [i.name for i in qdq.graph.input] == ["x", "presence"]
+    assert int8.batch == fp32.batch
+    assert int8.details["precision"] == "int8"
+    assert int8.details["profile"] == {"min": 1, "opt": 8, "max": 64}
+    quantization = int8.details["quantization"]
+    assert quantization["format"] == "QDQ"
+    assert quantization["activation_type"] == "int8 (symmetric)"
+    assert quantization["explicit_quantization"] == "QDQ ONNX"
+    assert quantization["builder_flag"] == "INT8"
+    assert quantization["calibration_rows"] == 64
+    assert int8.details["onnx"]["precision"] == "int8"
+    report = exporter.inspect(tmp_path, int8, graph)
+    assert report["layers"] == len(qdq.graph.node)
+    assert report["profile"] == [1, 64]
+
+
+def test_int8_without_the_int8_flag_builds_from_qdq_alone(
+    sim, cached_onnx, graph, tmp_path, monkeypatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from edgefuse.export.quantize import QuantOptions
+
+    fp32 = TensorRTExporter().convert(graph, tmp_path, "fp32", PLAN)
+    monkeypatch.delattr(sys.modules["tensorrt"].BuilderFlag, "INT8")
+    int8 = TensorRTExporter().quantize(tmp_path, fp32, graph, _calibration(), QuantOptions())
+    assert _only(sim.builders[1].configs).flags == []
+    assert int8.details["quantization"]["builder_flag"].startswith("none")
+
+
+def test_a_failed_int8_build_keeps_the_fp32_files(sim, cached_onnx, graph, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from edgefuse.export.quantize import QuantOptions
+
+    fp32 = TensorRTExporter().convert(graph, tmp_path, "fp32", PLAN)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    sim.build_fails = True
+    with pytest.raises(ExportError, match="could not build an engine for toy \\(precision int8"):
+        TensorRTExporter().quantize(tmp_path, fp32, graph, _calibration(), QuantOptions())
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_int8_is_refused_where_tensorrt_is_unavailable(graph, tmp_path, monkeypatch) -> None:
+    from edgefuse.export.errors import QuantizationError
+    from edgefuse.export.quantize import QuantOptions
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setattr(trt_export, "gpu_unavailable_reason", lambda: None)
+    exporter = TensorRTExporter()
+    assert exporter.int8_unavailable_reason() == f"TensorRT is unavailable here: {NO_TENSORRT}"
+    fp32 = Converted(
+        ["toy.engine", "toy.onnx"], {"dynamic": True, "min": 1, "max": 64}, {"precision": "fp32"}
+    )
+    with pytest.raises(QuantizationError) as info:
+        exporter.quantize(tmp_path, fp32, graph, _calibration(), QuantOptions())
+    assert str(info.value).startswith(
+        f"int8 for toy as tensorrt is unavailable here: TensorRT is unavailable here: {NO_TENSORRT}. "
+    )
+    assert "--precision fp32/fp16" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_needs_the_fp32_onnx_and_profile(sim, graph, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from edgefuse.export.errors import QuantizationError
+    from edgefuse.export.quantize import QuantOptions
+
+    engine_only = Converted(["toy.engine"], {"dynamic": True, "min": 1, "max": 64}, {"precision": "fp32"})
+    with pytest.raises(QuantizationError, match="has no ONNX beside its engine"):
+        TensorRTExporter().quantize(tmp_path, engine_only, graph, _calibration(), QuantOptions())
+    assert sim.builders == []
 
 
 # ---- what a build needs ---------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ ZYGOTE = textwrap.dedent(
         target = root / "out" / "art"
 
         def save(name):
-            export(inputs[name], "generic/dashcam", "onnx", target, overwrite=True)
+            export(inputs[name], "generic/dashcam", "onnx", target, overwrite=True, precision="fp32")
 
     times = []
     for name in ("A", "B", "A", "B"):

@@ -8,48 +8,117 @@ from typing import Any
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register the subcommand."""
-    p = sub.add_parser("export", help="export a checkpoint for a device profile", description=__doc__)
+    from edgefuse.cli._common import int_in, nonneg_float, seed_int
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint for a device profile",
+        description=__doc__,
+        epilog="Without --format/--precision the export follows the profile: for each of its backends, in "
+        "order, that backend's format at the profile's first precision the format implements. Example: "
+        "edgefuse export out/ckpt --profile generic/smart-speaker --out out/speaker",
+    )
     p.add_argument("checkpoint", help="checkpoint folder (from `edgefuse train`)")
     p.add_argument(
         "--profile", required=True, help="device profile id (see `edgefuse profiles list`) or a TOML path"
     )
     p.add_argument(
         "--format",
-        default="onnx",
-        help="onnx, tflite, coreml, tensorrt, several of them comma-separated (onnx,tflite), or all",
+        default=None,
+        help="default: the formats of the profile's backends, in order; or onnx, tflite, coreml, tensorrt, "
+        "several comma-separated (onnx,tflite), or all (= the formats of the profile's backends)",
     )
-    p.add_argument("--precision", default="fp32", help="fp32 or fp16 (must be listed by the profile)")
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="fp32, fp16 or int8 for every format (must be listed by the profile); default: per format, the "
+        "profile's first precision that format implements",
+    )
+    p.add_argument(
+        "--any-format",
+        action="store_true",
+        help="allow a format that none of the profile's backends runs",
+    )
+    p.add_argument(
+        "--allow-unavailable",
+        action="store_true",
+        help="exit 0 when a format cannot be converted here (it is still reported)",
+    )
     p.add_argument("--monolithic", action="store_true", help="one graph with a bool presence input")
     p.add_argument(
-        "--out", required=True, help="artifact folder (with --format all: one subfolder per format)"
+        "--out", required=True, help="artifact folder (with several formats: one subfolder per format)"
     )
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace existing artifact folders (only EdgeFuse artifacts: never the checkpoint or other files)",
     )
-    p.add_argument("--fsdd", default=None, help="FSDD folder for the fp16 top-1 agreement check on AV-digits")
+    g = p.add_argument_group("int8 (post-training quantization with calibration)")
+    g.add_argument(
+        "--calibration",
+        default=None,
+        metavar="DATASET[:SPLIT]",
+        help="calibration data (default: the checkpoint's training data, train split); accuracy per presence "
+        "pattern is validated on the same dataset's test split",
+    )
+    g.add_argument(
+        "--calibration-samples", type=int_in(16, 1 << 20), default=256, metavar="N", help="rows (default 256)"
+    )
+    g.add_argument(
+        "--calibration-method",
+        choices=("minmax", "percentile", "entropy"),
+        default="minmax",
+        help="activation range estimation (default minmax)",
+    )
+    g.add_argument("--calibration-seed", type=seed_int, default=0, help="row sampling seed (default 0)")
+    g.add_argument(
+        "--max-int8-drop",
+        type=nonneg_float,
+        default=1.0,
+        metavar="POINTS",
+        help="largest accuracy drop allowed on any presence pattern, in points (default 1.0)",
+    )
+    g.add_argument(
+        "--keep-fp32",
+        default="",
+        metavar="GRAPHS",
+        help="graphs left in float, comma-separated: head, encoder_<modality> (a mixed-precision artifact)",
+    )
+    p.add_argument(
+        "--fsdd", default=None, help="FSDD folder for AV-digits (calibration, int8 and fp16 checks)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export and print a table of every format's status and reason (or JSON).
+    """Export and print what was chosen and why, then a table of every format's status (or JSON).
 
-    Every requested format is tried even when another one fails. Exit status: 0 when no format failed
-    (formats unavailable here are listed with the reason, and do not fail the command), 1 when at least
-    one format failed (its conversion or validation raised, e.g. parity); each failed format is also
-    named on stderr. A single requested format that cannot be converted here is an error (exit 2, the
-    reason says what to install), as is an invalid option or output folder.
+    Every format is tried even when another one fails. Exit status: 0 when every format was written and
+    validated; 1 when at least one format failed (its conversion or validation raised, e.g. parity or an
+    int8 accuracy drop) or could not be converted here (``--allow-unavailable`` keeps 0 for those); each
+    is also named on stderr. A single requested format that cannot be converted here is an error (exit 2,
+    the reason says what to install), as is an invalid option or output folder.
     """
     import json
     from contextlib import nullcontext
 
     from edgefuse.cli._common import check_out_path, plain_console
+    from edgefuse.export.selection import plan_formats
+    from edgefuse.profiles import get_profile
 
     check_out_path(args.out)
-    _check_precision(args)  # before the fp16 agreement check loads any data
-    agreement = _agreement_split(args) if args.precision == "fp16" else None
+    prof = get_profile(args.profile)
+    # decided (and refused) before any data is loaded
+    choices = plan_formats(prof, _formats(args.format), args.precision, any_format=args.any_format)
+    precisions = {c.precision for c in choices}
+    data = _labelled_data(args, precisions) if precisions & {"fp16", "int8"} else None
+    agreement = data.split("test") if data is not None and "fp16" in precisions else None
+    int8 = _int8_settings(args, data) if "int8" in precisions else None
+    if not args.json:
+        err = plain_console(stderr=True)
+        for c in choices:
+            err.print(f"{c.format} {c.precision}: {c.reason}", markup=False, highlight=False, soft_wrap=True)
 
     from edgefuse.export.pipeline import export
 
@@ -57,29 +126,35 @@ def run(args: argparse.Namespace) -> int:
     with status as shown:
         report = export(
             args.checkpoint,
-            args.profile,
-            _formats(args.format),
+            prof,
+            [c.format for c in choices],
             args.out,
             precision=args.precision,
             monolithic=args.monolithic,
             overwrite=args.overwrite,
             agreement_split=agreement,
             progress=None if shown is None else shown.update,
+            any_format=args.any_format,
+            int8=int8,
         )
     rows = [
         {
             "format": r.format,
+            "precision": r.precision,
             "status": r.status,
             "folder": None if r.folder is None else str(r.folder),
             "seconds": round(r.seconds, 2),
             "parity_checks": len(r.parity),
             "max_abs_diff": max((c["max_abs"] for c in r.parity), default=None),
             "fp16_agreement": r.agreement,
+            "int8_worst_drop_points": r.worst_int8_drop,
+            "int8": r.int8,
             "note": r.reason,
             "error_type": r.error_type,
         }
         for r in report.results
     ]
+    code = _exit_code(report, args.allow_unavailable)
     if args.json:
         print(
             json.dumps(
@@ -87,42 +162,93 @@ def run(args: argparse.Namespace) -> int:
                     "profile": report.profile,
                     "modalities": report.modalities,
                     "patterns": report.patterns,
+                    "choices": report.choices,
                     "results": rows,
                 },
                 indent=2,
             )
         )
-        _summary(report)
-        return 0 if report.ok else 1
+        _summary(report, args.allow_unavailable)
+        return code
     from rich.table import Table
-
-    from edgefuse.cli._common import plain_console
 
     table = Table(
         title=f"export for {report.profile}: modalities {', '.join(report.modalities)}; "
         f"{len(report.patterns)} presence pattern(s)"
     )
-    for col in ("format", "status", "seconds", "parity checks", "max |Δ| vs torch", "folder / reason"):
+    for col in ("format", "precision", "status", "seconds", "checks", "vs torch", "folder / reason"):
         table.add_column(col)
     for r in rows:
-        diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
         where = r["folder"] or ""
         if r["note"]:
             where = f"{where}\n{r['note']}" if where else r["note"]
-        table.add_row(r["format"], r["status"], f"{r['seconds']:.1f}", str(r["parity_checks"]), diff, where)
+        table.add_row(
+            r["format"],
+            r["precision"] or "-",
+            r["status"],
+            f"{r['seconds']:.1f}",
+            _checks(r),
+            _versus(r),
+            where,
+        )
     plain_console().print(table)
-    _summary(report)
-    return 0 if report.ok else 1
+    for r in report.results:
+        if r.int8 and r.int8.get("accuracy"):
+            plain_console().print(_int8_table(r))
+    _summary(report, args.allow_unavailable)
+    return code
 
 
-def _formats(text: str) -> str | list[str]:
-    """``--format``: one name (or ``all``) as given, several comma-separated ones as a list."""
-    if "," not in text:
+def _checks(row: dict[str, Any]) -> str:
+    if row["int8"] and row["int8"].get("accuracy"):
+        return f"{len(row['int8']['accuracy'])} pattern(s)"
+    return str(row["parity_checks"])
+
+
+def _versus(row: dict[str, Any]) -> str:
+    """The parity column: max |Δ| for float formats, the worst accuracy drop for int8."""
+    if row["int8_worst_drop_points"] is not None:
+        return f"worst drop {row['int8_worst_drop_points']:.2f} pts"
+    return "-" if row["max_abs_diff"] is None else f"max |Δ| {row['max_abs_diff']:.2e}"
+
+
+def _int8_table(result: Any) -> Any:
+    """Accuracy per presence pattern of an int8 artifact (fp32 PyTorch vs the artifact) and SQNR per graph."""
+    from rich.table import Table
+
+    sqnr = ", ".join(
+        f"{g} {'exact' if v is None else f'{v:.1f} dB'}"
+        for g, v in (result.int8.get("sqnr_db") or {}).items()
+    )
+    table = Table(title=f"{result.format} int8 accuracy per presence pattern (SQNR: {sqnr})")
+    for col in ("pattern", "rows", "fp32", "int8", "drop (points)", "top-1 agreement"):
+        table.add_column(col)
+    for row in result.int8["accuracy"]:
+        table.add_row(
+            row["pattern"],
+            str(row["rows"]),
+            f"{row['fp32_accuracy']:.3f}",
+            f"{row['int8_accuracy']:.3f}",
+            f"{row['drop_points']:+.2f}",
+            f"{row['top1_agreement']:.3f}",
+        )
+    return table
+
+
+def _exit_code(report: Any, allow_unavailable: bool) -> int:
+    if report.failed or (report.unavailable and not allow_unavailable):
+        return 1
+    return 0
+
+
+def _formats(text: str | None) -> str | list[str] | None:
+    """``--format``: one name (or ``all``) as given, several comma-separated ones as a list; None as is."""
+    if text is None or "," not in text:
         return text
     return [f.strip() for f in text.split(",") if f.strip()] or [text]
 
 
-def _summary(report: Any) -> None:
+def _summary(report: Any, allow_unavailable: bool = False) -> None:
     """Name each failed and unavailable format on stderr, below the table (whatever its width)."""
     from rich.text import Text
 
@@ -135,7 +261,8 @@ def _summary(report: Any) -> None:
         err.print(
             Text.assemble(
                 ("note:", "bold yellow"),
-                f" not exported here (unavailable; the reason is in the report above): {names}",
+                f" not exported here (unavailable; the reason is in the report above): {names}"
+                + ("" if allow_unavailable else "; exit status 1 (--allow-unavailable keeps 0)"),
             )
         )
     for r in report.failed:
@@ -148,55 +275,66 @@ def _summary(report: Any) -> None:
         )
 
 
-def _check_precision(args: argparse.Namespace) -> None:
-    """Refuse a known precision the profile does not list (unknown ones are refused by the pipeline).
+def _labelled_data(args: argparse.Namespace, precisions: set[str]) -> Any:
+    """The dataset behind ``--calibration`` (default: the checkpoint's training data), or None.
+
+    fp16 needs it only for the top-1 agreement check on AV-digits (other data: no check, as before);
+    int8 always needs calibration data.
 
     Raises:
-        ExportError: The profile does not list ``--precision``; the message names the profile, its
-            precisions and the fix.
-        ProfileError: The profile cannot be found or is invalid.
-    """
-    from edgefuse.export.errors import ExportError
-    from edgefuse.profiles import PRECISIONS, get_profile
-
-    if args.precision not in PRECISIONS:
-        return
-    prof = get_profile(args.profile)
-    if args.precision in prof.precisions:
-        return
-    fix = "--precision fp32" if "fp32" in prof.precisions else f"one of {list(prof.precisions)}"
-    raise ExportError(
-        f"--precision {args.precision}: the device profile {prof.id!r} lists precisions "
-        f"{list(prof.precisions)}, not {args.precision!r}; export at a precision it lists ({fix}), or choose "
-        f"a profile that lists {args.precision} (see `edgefuse profiles list`)"
-    )
-
-
-def _agreement_split(args: argparse.Namespace) -> Any:
-    """The AV-digits test split, for checkpoints trained on it (fp16 agreement); None otherwise.
-
-    Raises:
-        DataError: The checkpoint was trained on AV-digits but FSDD cannot be read here; the message says
-            why the recordings are needed and how to give them.
+        DataError: The data cannot be loaded (for AV-digits: the FSDD recordings), or int8 without
+            ``--calibration`` for a checkpoint whose training data is unknown; the message names the fix.
     """
     from edgefuse.checkpoint import read_checkpoint_info
+    from edgefuse.data.registry import DATASETS, load_dataset
     from edgefuse.errors import DataError
 
     info = read_checkpoint_info(args.checkpoint)
-    dataset = info.get("dataset", {})
-    if dataset.get("name") != "av-digits":
-        return None
-    from edgefuse.data.avdigits import load_av_digits
-
+    dataset = info.get("dataset") or {}
+    name = (args.calibration or "").split(":")[0] or dataset.get("name")
+    if "int8" not in precisions and (args.calibration is None and name != "av-digits"):
+        return None  # fp16 on other data: no agreement check
+    if name not in DATASETS:
+        known = (
+            f" (the checkpoint was trained on {name!r}, which EdgeFuse cannot load by name)" if name else ""
+        )
+        raise DataError(
+            f"int8 needs calibration data{known}: pass --calibration DATASET[:SPLIT] with one of {list(DATASETS)}, "
+            "or export at --precision fp32"
+        )
+    same = name == dataset.get("name")
+    modalities = [m["name"] for m in info.get("modalities", []) if isinstance(m, dict) and "name" in m]
     try:
-        data = load_av_digits(
-            args.fsdd, degrade_image=dataset.get("degrade_image"), seed=dataset.get("seed", 0)
+        return load_dataset(
+            name,
+            fsdd=args.fsdd,
+            degrade_image=dataset.get("degrade_image") if same else None,
+            seed=int(dataset.get("seed", 0)) if same else 0,
+            modalities=modalities or None,
         )
     except DataError as exc:
+        whose = f"the checkpoint {args.checkpoint} was trained on {name}" if same else f"--calibration {name}"
         raise DataError(
-            f"--precision {args.precision}: the checkpoint {args.checkpoint} was trained on av-digits, so its "
-            f"{args.precision} export is checked for top-1 agreement with PyTorch on the AV-digits test split, "
-            "which needs the FSDD recordings, and they cannot be read here. Give them with --fsdd PATH (or "
-            f"$EDGEFUSE_FSDD), or export at --precision fp32 (no agreement check). The data error: {exc}"
+            f"{whose}; exporting it at {'/'.join(sorted(precisions & {'fp16', 'int8'}))} needs that data (int8: "
+            "calibration and accuracy per presence pattern; fp16: top-1 agreement with PyTorch), and it "
+            f"cannot be loaded here. For av-digits give the FSDD recordings with --fsdd PATH (or $EDGEFUSE_FSDD), "
+            f"or export at --precision fp32. The data error: {exc}"
         ) from None
-    return data.split("test")
+
+
+def _int8_settings(args: argparse.Namespace, data: Any) -> Any:
+    """``Int8Settings`` from the int8 options: calibration split, validation on the test split."""
+    from edgefuse.export.int8 import Int8Settings
+    from edgefuse.export.quantize import QuantOptions
+
+    split = (args.calibration or "").partition(":")[2] or "train"
+    return Int8Settings(
+        calibration=data.split(split),
+        validation=data.split("test"),
+        options=QuantOptions(
+            method=args.calibration_method, samples=args.calibration_samples, seed=args.calibration_seed
+        ),
+        max_drop=args.max_int8_drop,
+        keep_fp32=tuple(g.strip() for g in args.keep_fp32.split(",") if g.strip()),
+        source=f"{data.name}:{split}",
+    )

@@ -221,13 +221,14 @@ def estimate_from_onnx(
     Counts the FLOPs and bytes of the encoder graphs of ``pattern`` plus the head (and the fusion
     kernel) in the artifact's ONNX files; any split ONNX export of the same model that has those
     encoders will do, whatever profile it was made for. For ``fp16`` the bytes are halved (weights and
-    activations stored in 16 bits) and the profile's fp16 peak is used.
+    activations stored in 16 bits), for ``int8`` quartered, and the profile's peak at that precision is
+    used.
 
     Args:
         onnx_artifact: A split ONNX artifact folder.
         pattern: The modalities present.
         profile: A :class:`~edgefuse.profiles.DeviceProfile`.
-        precision: ``fp32`` or ``fp16``.
+        precision: ``fp32``, ``fp16`` or ``int8``.
 
     Returns:
         The :func:`roofline_estimate` dict (``kind = "estimate"``) with ``profile``, ``precision`` and
@@ -261,7 +262,7 @@ def _estimate(
     cost = extra
     for g in names:
         cost = cost + count_onnx(Path(manifest.root) / graphs[g]["files"][0])
-    nbytes = cost.bytes // 2 if precision == "fp16" else cost.bytes
+    nbytes = cost.bytes // {"fp16": 2, "int8": 4}.get(precision, 1)  # weights and activations
     peak = profile.compute.peak(precision)
     est = roofline_estimate(cost.flops, nbytes, peak, profile.compute.memory_bandwidth_gbs)
     est.update({"profile": str(profile.id), "precision": precision, "graphs": list(names)})
@@ -309,6 +310,7 @@ def bench_artifact(
     warmup: int = 10,
     iters: int = 100,
     rss: bool = True,
+    data: Any = None,
 ) -> dict[str, Any]:
     """Benchmark an artifact folder per backend x presence pattern.
 
@@ -321,20 +323,25 @@ def bench_artifact(
         warmup: Warm-up calls before timing.
         iters: Timed calls at batch 1 (batch 8 uses ``max(1, iters // 4)`` calls).
         rss: Measure peak RSS in a fresh subprocess per backend x pattern.
+        data: A labelled dataset (accuracy on its ``test`` split) or labelled split: each row then gets
+            ``accuracy``, the top-1 accuracy (0..1) of the session with only the pattern's modalities.
 
     Returns:
-        ``{"kind": "artifact", "artifact", "profile", "format", "layout", "precision", "results": [...],
-        "definitions"}``; each result has the figures of :data:`DEFINITIONS` and ``estimate``.
+        ``{"kind": "artifact", "artifact", "profile", "format", "layout", "precision", "rss", "results":
+        [...], "definitions"}`` (and ``accuracy_data`` with ``data``); each result has the figures of
+        :data:`DEFINITIONS`, ``precision`` and ``estimate``.
 
     Raises:
-        ContractError: Bad counts or patterns.
+        ContractError: Bad counts or patterns; ``data`` lacking a modality, labels or the model's labels.
         EdgeFuseError: Whatever loading the artifact raises (manifest, backend, profile errors).
     """
+    from edgefuse.bench_precisions import accuracy_source, labelled_split, pattern_accuracy
     from edgefuse.profiles import get_profile
     from edgefuse.runtime import BackendFallbackWarning, load
 
     _check_counts(warmup, iters)
     root = Path(artifact)
+    split = None
     names: list[str | None] = list(backends) if backends else [None]
     results = []
     first_session = None
@@ -350,6 +357,8 @@ def bench_artifact(
         first_session = first_session or probe
         pats = parse_patterns(patterns, probe.modalities)
         size = _file_bytes(root, probe.loaded_files)
+        if data is not None and split is None:
+            split = labelled_split(data, probe.modalities, probe.label_names)
         for i, pattern in enumerate(pats):
             if i == 0:
                 session, load_s = probe, probe_load
@@ -372,6 +381,7 @@ def bench_artifact(
             estimate = _artifact_estimate(session, pattern, prof_obj)
             row: dict[str, Any] = {
                 "backend": session.backend,
+                "precision": str(session.manifest.data.get("precision", "fp32")),
                 "pattern": _pattern_name(pattern),
                 "size_bytes": size,
                 "load_ms": _ms(load_s),
@@ -380,6 +390,8 @@ def bench_artifact(
                 "threads": session.threads,
                 "estimate": estimate,
             }
+            if split is not None:
+                row["accuracy"] = pattern_accuracy(session, split, pattern)
             if session is not probe:
                 session.close()
             if rss:
@@ -400,19 +412,23 @@ def bench_artifact(
         probe.close()
     if first_session is None:  # pragma: no cover - names is never empty
         raise ContractError("no backend to benchmark")
-    data = first_session.manifest.data
-    return {
+    info = first_session.manifest.data
+    report = {
         "kind": "artifact",
         "artifact": str(root),
-        "profile": first_session.profile or str(data.get("profile")),
+        "profile": first_session.profile or str(info.get("profile")),
         "format": first_session.manifest.format,
         "layout": first_session.manifest.layout,
-        "precision": str(data.get("precision", "fp32")),
+        "precision": str(info.get("precision", "fp32")),
         "warmup": warmup,
         "iters": iters,
+        "rss": rss,
         "results": results,
         "definitions": dict(DEFINITIONS),
     }
+    if data is not None:
+        report["accuracy_data"] = accuracy_source(data)
+    return report
 
 
 def bench_checkpoint(
@@ -426,16 +442,22 @@ def bench_checkpoint(
     rss: bool = True,
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    data: Any = None,
+    max_int8_drop: float = 1.0,
 ) -> dict[str, Any]:
     """Benchmark a checkpoint: the PyTorch reference and every format the profile's backends run here.
 
-    For each backend (``torch`` first, then the profile's ``backends`` in order), an artifact is
-    exported for the profile into the cache (``<cache>/exports/<weights sha256>/<profile>/<format>``,
-    reused while the checkpoint is unchanged; see :func:`edgefuse.export.export_cached`) and benchmarked
-    with :func:`bench_artifact`. A backend that cannot run here is listed in ``unavailable`` with the
-    reason instead. The roofline estimate, counted from the ONNX graphs, is attached to every row of a
-    pattern when an ONNX artifact was benchmarked (it describes the model on the profile's target, not a
-    backend).
+    For each backend (``torch`` first, then the profile's ``backends`` in order), its format is exported
+    for the profile at **every precision the profile lists that the format implements**
+    (:data:`~edgefuse.export.selection.FORMAT_PRECISIONS`, in the profile's order) into the cache
+    (``<cache>/exports/<weights sha256>/<profile>/<format>-<precision>``, reused while the checkpoint is
+    unchanged; see :func:`edgefuse.export.export_cached`), and each is benchmarked with
+    :func:`bench_artifact`. int8 is calibrated on ``data``'s train split and validated on its test split;
+    without ``data`` it is listed in ``unavailable``. A backend or precision that cannot run here is
+    listed in ``unavailable`` with the reason instead. Rows are ordered so that one backend and pattern
+    at fp32 / fp16 / int8 sit together. The roofline estimate, counted from the fp32 ONNX graphs, is
+    attached to every row of a pattern (at the row's precision; it describes the model on the profile's
+    target, not a backend).
 
     Args:
         checkpoint: A checkpoint folder (``model.json`` + ``model.safetensors``).
@@ -447,16 +469,24 @@ def bench_checkpoint(
         rss: As :func:`bench_artifact`.
         cache_dir: Cache root for the exports (default: ``$EDGEFUSE_CACHE_DIR`` or ``~/.cache/edgefuse``).
         progress: Callback with a short message per step.
+        data: The checkpoint's labelled :class:`~edgefuse.data.base.MultimodalDataset` (``train`` and
+            ``test`` splits): int8 calibration and validation, and ``accuracy`` on the test split for
+            every row. ``None``: no int8, no accuracy.
+        max_int8_drop: Largest accuracy drop (points) an int8 export may show on any pattern; a larger
+            one makes that int8 export fail (listed in ``unavailable``).
 
     Returns:
-        The :func:`bench_artifact` report with ``kind = "checkpoint"``, rows of every backend (each with
-        its ``format`` and ``artifact``), and ``unavailable``: ``[{"backend", "reason"}]``.
+        The :func:`bench_artifact` report with ``kind = "checkpoint"``, rows of every backend and
+        precision (each with its ``format``, ``precision`` and ``artifact``), and ``unavailable``:
+        ``[{"backend", "reason"}]`` (with ``precision`` when only that precision is missing).
 
     Raises:
-        ContractError: Bad counts or patterns, an unknown backend name, or nothing that could run.
+        ContractError: Bad counts or patterns, an unknown backend name, ``data`` that does not fit the
+            model, or nothing that could run.
         CheckpointError: An invalid checkpoint folder.
         EdgeFuseError: Export and load errors (parity, profile...).
     """
+    from edgefuse.bench_precisions import accuracy_source, export_precisions, labelled_split, side_by_side
     from edgefuse.cache import cache_root
     from edgefuse.checkpoint import read_checkpoint_info
     from edgefuse.profiles import get_profile
@@ -465,7 +495,10 @@ def bench_checkpoint(
     _check_counts(warmup, iters)
     say = progress or (lambda _msg: None)
     root = Path(checkpoint)
-    sha = str(read_checkpoint_info(root)["weights_sha256"])
+    info = read_checkpoint_info(root)
+    sha = str(info["weights_sha256"])
+    if data is not None:  # before any export: the data must be the model's (modalities and labels)
+        labelled_split(data, [str(m["name"]) for m in info["modalities"]], info["label_names"])
     prof = get_profile(profile or "generic/x86-64")
     order = list(dict.fromkeys(backends if backends else ["torch", *prof.backends]))
     for name in order:
@@ -482,41 +515,42 @@ def bench_checkpoint(
             unavailable.append({"backend": name, "reason": str(reason)})
             continue
         if name == "torch":
-            folder, fmt = root, "checkpoint"
+            fmt, runs = "checkpoint", [("fp32", root)]
         else:
-            from edgefuse.export import export_cached
-
             fmt = BACKEND_FORMATS[name]
-            precision = next((p for p in prof.precisions if p in ("fp32", "fp16")), "fp32")
-            if fmt == "onnx":
-                precision = "fp32"  # ONNX artifacts are fp32 (TensorRT builds its fp16 engine from them)
-            say(f"{name}: exporting {fmt} ({precision}) for {prof.id}")
-            result, reused = export_cached(root, prof, fmt, base / f"{fmt}-{precision}", precision=precision)
-            if result.status != "ok" or result.folder is None:
-                unavailable.append({"backend": name, "reason": str(result.reason)})
-                continue
-            folder = result.folder
-            say(f"{name}: {'reusing' if reused else 'exported'} {folder}")
-        say(f"{name}: benchmarking")
-        report = bench_artifact(
-            folder, profile=prof.id, backends=[name], patterns=patterns, warmup=warmup, iters=iters, rss=rss
-        )
-        for row in report["results"]:
-            row.update({"format": fmt, "artifact": str(folder)})
-            results.append(row)
+            runs, missing = export_precisions(
+                root, prof, name, fmt, base, data=data, max_int8_drop=max_int8_drop, say=say
+            )
+            unavailable += missing
+        for precision, folder in runs:
+            say(f"{name}: benchmarking {precision}")
+            report = bench_artifact(
+                folder,
+                profile=prof.id,
+                backends=[name],
+                patterns=patterns,
+                warmup=warmup,
+                iters=iters,
+                rss=rss,
+                data=data,
+            )
+            for row in report["results"]:
+                row.update({"format": fmt, "precision": precision, "artifact": str(folder)})
+                results.append(row)
     if not results:
-        lines = "; ".join(f"{u['backend']}: {u['reason']}" for u in unavailable)
+        lines = "; ".join(f"{u['backend']} {u.get('precision', '(all)')}: {u['reason']}" for u in unavailable)
         raise ContractError(f"no backend of {order} could benchmark {root} here: {lines}")
-    counting = next((Path(r["artifact"]) for r in results if r["format"] == "onnx"), None)
-    if counting is None and any(r["estimate"].get("ms") is None for r in results):
+    fp32_onnx = [r for r in results if r["format"] == "onnx" and r["precision"] == "fp32"]
+    counting = Path(fp32_onnx[0]["artifact"]) if fp32_onnx else None
+    recount = [r for r in results if r["estimate"].get("ms") is None or r["precision"] == "int8"]
+    if counting is None and recount:
         counting = _counting_export(root, prof, base / "onnx-fp32-for-estimates", say)
-    for row in results:
-        if row["estimate"].get("ms") is None and counting is not None:
-            precision = "fp32" if row["format"] in ("checkpoint", "onnx") else _precision_of(row["artifact"])
-            row["estimate"] = {
-                **estimate_from_onnx(counting, row["pattern"].split("+"), prof, precision),
-                "note": "estimate counted from the ONNX export of the same checkpoint",
-            }
+    for row in recount if counting is not None else ():  # int8: the fp32 graphs, without Q/DQ nodes
+        row["estimate"] = {
+            **estimate_from_onnx(counting, row["pattern"].split("+"), prof, row["precision"]),
+            "note": "estimate counted from the fp32 ONNX export of the same checkpoint",
+        }
+    extra = {} if data is None else {"accuracy_data": accuracy_source(data)}
     return {
         "kind": "checkpoint",
         "artifact": str(root),
@@ -524,12 +558,14 @@ def bench_checkpoint(
         "format": "checkpoint + "
         + ", ".join(sorted({r["format"] for r in results} - {"checkpoint"}) or ["-"]),
         "layout": "split",
-        "precision": "per format",
+        "precision": ", ".join(dict.fromkeys(r["precision"] for r in results)),
         "warmup": warmup,
         "iters": iters,
-        "results": results,
+        "rss": rss,
+        "results": side_by_side(results),
         "unavailable": unavailable,
         "definitions": dict(DEFINITIONS),
+        **extra,
     }
 
 
@@ -545,12 +581,6 @@ def _counting_export(ckpt: Path, prof: Any, folder: Path, say: Callable[[str], N
         _log.info("no ONNX export to count FLOPs (%s); estimates unavailable", exc)
         return None
     return result.folder if result.status == "ok" else None
-
-
-def _precision_of(artifact: str | Path) -> str:
-    from edgefuse.manifest import read_manifest
-
-    return str(read_manifest(artifact).data.get("precision", "fp32"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -751,6 +781,7 @@ def bench_model(
         "precision": None,
         "warmup": warmup,
         "iters": iters,
+        "rss": rss,
         "results": [row],
         "definitions": dict(DEFINITIONS),
     }

@@ -17,6 +17,8 @@ import numpy as np
 __all__ = [
     "COLUMNS",
     "DEFINITIONS",
+    "columns",
+    "definitions",
     "format_cell",
     "notes",
     "render_markdown",
@@ -26,6 +28,14 @@ __all__ = [
 
 #: One-line definition of each reported figure (printed under the table and in the Markdown).
 DEFINITIONS: dict[str, str] = {
+    "precision": (
+        "numeric precision of the artifact's graphs (fp32, fp16, int8: post-training quantized with "
+        "calibration); the PyTorch reference is fp32"
+    ),
+    "accuracy": (
+        "top-1 accuracy (%) on a labelled test split (bench: --data) with only the pattern's modalities "
+        "given, run through the same session as the latency"
+    ),
     "size_bytes": "bytes of the model files the session loads (graphs only; manifest and reference excluded)",
     "load_ms": "cold load: wall time to build the session (read, verify sha256, create backend sessions)",
     "first_ms": "first inference at batch 1 right after loading (includes lazy backend initialisation)",
@@ -40,9 +50,12 @@ DEFINITIONS: dict[str, str] = {
     ),
 }
 
+#: Every column: (result key, title). :func:`columns` leaves out those not measured in a report.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("backend", "backend"),
+    ("precision", "precision"),
     ("pattern", "pattern"),
+    ("accuracy", "accuracy %"),
     ("size_bytes", "size (KiB)"),
     ("load_ms", "load ms"),
     ("first_ms", "first ms"),
@@ -57,6 +70,23 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+def columns(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The :data:`COLUMNS` of ``report``: ``accuracy`` only when measured, peak RSS unless ``rss`` is off."""
+    skip = set()
+    if not any(r.get("accuracy") is not None for r in report["results"]):
+        skip.add("accuracy")
+    if report.get("rss") is False:
+        skip.add("peak_rss_mb")
+    return [(k, title) for k, title in COLUMNS if k not in skip]
+
+
+def definitions(report: Mapping[str, Any]) -> dict[str, str]:
+    """The report's definitions, less those of columns :func:`columns` leaves out."""
+    shown = {k for k, _ in columns(report)}
+    hidden = {k for k, _ in COLUMNS} - shown
+    return {k: v for k, v in report["definitions"].items() if k not in hidden}
+
+
 def format_cell(key: str, value: Any) -> str:
     """Text of one table cell."""
     if key == "estimate":
@@ -67,6 +97,8 @@ def format_cell(key: str, value: Any) -> str:
         text = "-"
     elif key == "size_bytes":
         text = f"{value / 1024:.1f}"
+    elif key == "accuracy":
+        text = f"{100 * value:.1f}"
     elif key.startswith("throughput"):
         text = f"{value:,.0f}"
     elif isinstance(value, float):
@@ -77,15 +109,22 @@ def format_cell(key: str, value: Any) -> str:
 
 
 def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
-    """Cells of every result row, in :data:`COLUMNS` order."""
-    return [[format_cell(k, r.get(k)) for k, _ in COLUMNS] for r in report["results"]]
+    """Cells of every result row, in :func:`columns` order."""
+    keys = [k for k, _ in columns(report)]
+    return [[format_cell(k, r.get(k)) for k in keys] for r in report["results"]]
 
 
 def notes(report: Mapping[str, Any]) -> list[str]:
-    """Notes about estimates, RSS scope and unavailable backends (deduplicated)."""
-    out: list[str] = [f"{u['backend']} not benchmarked: {u['reason']}" for u in report.get("unavailable", [])]
+    """Notes about unavailable backends and precisions, accuracy data, estimates and RSS scope (deduplicated)."""
+    out: list[str] = [
+        f"{u['backend']}{' ' + u['precision'] if u.get('precision') else ''} not benchmarked: {u['reason']}"
+        for u in report.get("unavailable", [])
+    ]
+    if report.get("accuracy_data"):
+        out.append(f"accuracy measured on {report['accuracy_data']}")
+    rss = report.get("rss") is not False
     for r in report["results"]:
-        for text in (r["estimate"].get("note"), f"peak RSS: {r.get('rss_scope')}"):
+        for text in (r["estimate"].get("note"), f"peak RSS: {r.get('rss_scope')}" if rss else None):
             if text and text not in out:
                 out.append(text)
     return out
@@ -93,12 +132,14 @@ def notes(report: Mapping[str, Any]) -> list[str]:
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as a Markdown table followed by the definition of each figure."""
-    head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
-    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    cols = columns(report)
+    head = "| " + " | ".join(title for _, title in cols) + " |"
+    sep = "|" + "|".join("---" for _ in cols) + "|"
     lines = [
         f"# Benchmark: {report['artifact']}",
         "",
-        f"profile {report.get('profile')}, format {report.get('format')}, layout {report.get('layout')}, "
+        f"profile {report.get('profile')}, format {report.get('format')}, precision {report.get('precision')}, "
+        f"layout {report.get('layout')}, "
         f"warmup {report['warmup']}, iters {report['iters']}",
         "",
         head,
@@ -106,7 +147,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
     lines += ["", "## Definitions", ""]
-    lines += [f"- **{k}**: {v}" for k, v in report["definitions"].items()]
+    lines += [f"- **{k}**: {v}" for k, v in definitions(report).items()]
     extra = notes(report)
     if extra:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in extra]
@@ -126,7 +167,7 @@ def save_report(report: Mapping[str, Any], folder: str | Path) -> dict[str, Path
     write_file(paths["markdown"], render_markdown(report))
     plt = pyplot()
     results = report["results"]
-    labels = [f"{r['backend']}\n{r['pattern']}" for r in results]
+    labels = [f"{r['backend']} {r.get('precision') or ''}\n{r['pattern']}" for r in results]
     x = np.arange(len(results))
     fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(results)), 3.5))
     width = 0.25

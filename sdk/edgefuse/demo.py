@@ -44,13 +44,6 @@ _log = logging.getLogger(__name__)
 
 #: Interventions the demo trains as candidates for "the best intervention".
 CANDIDATES = ("moddrop", "masd")
-#: Precisions each export format implements.
-FORMAT_PRECISIONS = {
-    "onnx": ("fp32",),
-    "tflite": ("fp32", "fp16"),
-    "coreml": ("fp32", "fp16"),
-    "tensorrt": ("fp32", "fp16"),
-}
 FULL = ("audio", "image")
 
 
@@ -260,35 +253,22 @@ def _train_all(data: Any, cfg: DemoConfig, root: Path, fingerprint: str, steps: 
 # --------------------------------------------------------------------------------------------------
 
 
-def _precision_for(fmt: str, profile: Any) -> tuple[str, str | None]:
-    """The profile's most preferred precision this format implements, and a note when one was passed over."""
-    supported = FORMAT_PRECISIONS[fmt]
-    skipped = []
-    for p in profile.precisions:
-        if p in supported:
-            note = (
-                f"{', '.join(skipped)} preferred by the profile but not implemented for {fmt} by EdgeFuse; "
-                f"exported {p}"
-                if skipped
-                else None
-            )
-            return p, note
-        skipped.append(p)
-    return "fp32", f"the profile lists {list(profile.precisions)}; {fmt} exports fp32"
-
-
 def _export_all(
     ckpt: Path, profiles: Sequence[Any], data: Any, root: Path, cfg: DemoConfig, steps: _Steps
 ) -> list[dict[str, Any]]:
     from edgefuse.export import export_cached
     from edgefuse.export.errors import ExportError
+    from edgefuse.export.int8 import Int8Settings
+    from edgefuse.export.selection import plan_formats
 
     rows = []
     test = data.split("test")
+    # int8 where the profile prefers it: calibrated on the training split, validated per presence
+    # pattern on the test split (the same rule as `edgefuse export` without --format/--precision)
+    int8 = Int8Settings(calibration=data.split("train"), validation=test, source=f"{data.name}:train")
     for prof in profiles:
-        formats = list(dict.fromkeys(_exported_format(b) for b in prof.backends if _exported_format(b)))
-        for fmt in formats:
-            precision, note = _precision_for(fmt, prof)
+        for choice in plan_formats(prof):
+            fmt, precision, note = choice.format, choice.precision, choice.reason
             folder = root / "export" / prof.id / f"{fmt}-{precision}"
             if cfg.fresh and folder.exists():
                 import shutil
@@ -304,6 +284,7 @@ def _export_all(
                     folder,
                     precision=precision,
                     agreement_split=test if precision == "fp16" else None,
+                    int8=int8 if precision == "int8" else None,
                 )
             except ExportError as exc:  # a failure (the output refused): reported, and the demo goes on
                 rows.append(
@@ -333,6 +314,8 @@ def _export_all(
                     "parity_passed": all(c.get("passed") for c in result.parity) if result.parity else None,
                     "parity_max_abs_logits": max((float(c["max_abs"]) for c in parity), default=None),
                     "fp16_top1_agreement": result.agreement,
+                    "int8_worst_drop_points": result.worst_int8_drop,
+                    "int8_accuracy": (result.int8 or {}).get("accuracy"),
                     "size_bytes": _folder_graph_bytes(result.folder) if result.folder else None,
                 }
             )

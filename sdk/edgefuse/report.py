@@ -345,16 +345,7 @@ def render_demo_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> st
             _status(e["status"]),
             _e("reused" if e.get("reused") else "exported") if e["status"] == "ok" else "–",
             _num((e.get("size_bytes") or 0) / 1024, 1) if e.get("size_bytes") else "–",
-            f"{e.get('parity_checks', 0)} checks, "
-            + (
-                "all passed"
-                if e.get("parity_passed")
-                else "not run"
-                if e.get("parity_passed") is None
-                else "FAILED"
-            )
-            if e["status"] == "ok"
-            else "–",
+            _parity_cell(e),
             _num(e.get("parity_max_abs_logits"), 7) if e.get("parity_max_abs_logits") is not None else "–",
             _num(e.get("fp16_top1_agreement"), 4) if e.get("fp16_top1_agreement") is not None else "–",
             _e("; ".join(x for x in (e.get("reason"), e.get("note")) if x) or ""),
@@ -376,6 +367,37 @@ def render_demo_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> st
         ],
         exp_rows,
         left=5,
+    )
+
+    int8_rows = [
+        [
+            _e(e["profile"]),
+            _e(e["format"]),
+            _e(r["pattern"]),
+            _num(r["fp32_accuracy"]),
+            _num(r["int8_accuracy"]),
+            _num(-r["drop_points"], 2),
+            _num(r["top1_agreement"]),
+        ]
+        for e in report["exports"]
+        for r in e.get("int8_accuracy") or []
+    ]
+    int8_table = (
+        _table(
+            [
+                "profile",
+                "format",
+                "pattern",
+                "fp32 (PyTorch)",
+                "int8 artifact",
+                "Δ points",
+                "top-1 agreement",
+            ],
+            int8_rows,
+            left=3,
+        )
+        if int8_rows
+        else ""
     )
 
     # ---- accuracy per pattern ---------------------------------------------------------------------
@@ -512,6 +534,9 @@ PCA components. Intervention chosen by: {_e(sel["rule"])} on the <b>{_e(sel["spl
 <p class="sub">Each profile gets the format of each of its backends; parity of the artifact against PyTorch is checked
 for every presence pattern the device can produce, at batch 1 and 7.</p>
 {exports}
+{"<h3>int8 against fp32, per presence pattern (test split)</h3>" if int8_table else ""}
+{'<p class="sub">int8 artifacts are validated by accuracy, not a float tolerance: each profile that prefers int8 gets an artifact calibrated on the train split (every presence pattern in equal shares); a drop of more than 1 point on any pattern fails the export.</p>' if int8_table else ""}
+{int8_table}
 
 <h2>Accuracy per presence pattern per profile</h2>
 <p class="sub">The exported artifact run through the EdgeFuse runtime on the {_e(next((a.get("rows") for a in report["accuracy"] if a.get("rows")), "?"))}
@@ -533,3 +558,17 @@ edgefuse robustness --data {_e("av-digits" if not synthetic else "av-digits-synt
 <p class="small">Step timings: {timings}. Report data: report.json next to this file.</p>
 </main></body></html>
 """
+
+
+def _parity_cell(e: dict[str, Any]) -> str:
+    """The export table's validation cell: float parity checks, or the int8 accuracy check."""
+    if e["status"] != "ok":
+        return "–"
+    if e.get("int8_accuracy"):
+        worst = max(float(r["drop_points"]) for r in e["int8_accuracy"])
+        return _e(f"int8: accuracy on {len(e['int8_accuracy'])} patterns, worst drop {worst:.2f} points")
+    if e.get("parity_passed") is None:
+        return _e(f"{e.get('parity_checks', 0)} checks, not run here")
+    return _e(
+        f"{e.get('parity_checks', 0)} checks, " + ("all passed" if e.get("parity_passed") else "FAILED")
+    )

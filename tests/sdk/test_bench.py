@@ -119,8 +119,14 @@ def test_cli_bench_checkpoint_runs_torch_and_the_profiles_backends(artifact: Pat
         assert row["throughput_b8"] > 0
         # the estimate describes the model on the target, counted from the ONNX export, for every row
         assert row["estimate"]["ms"] == rows[("onnxruntime", pattern)]["estimate"]["ms"] > 0
-    assert [u["backend"] for u in data["unavailable"]] == ["tensorrt"]
-    assert "tensorrt" in data["unavailable"][0]["reason"]
+    # tensorrt cannot run here; the profile's int8 needs calibration data (--data), not given
+    assert [(u["backend"], u.get("precision")) for u in data["unavailable"]] == [
+        ("onnxruntime", "int8"),
+        ("tensorrt", None),
+    ]
+    assert "--data" in data["unavailable"][0]["reason"]
+    assert "tensorrt" in data["unavailable"][1]["reason"]
+    assert {r["precision"] for r in data["results"]} == {"fp32"}
     # the export is cached by checkpoint sha256 and profile, and reused while the checkpoint is unchanged
     manifest = Path(rows[("onnxruntime", "audio")]["artifact"]) / "manifest.json"
     assert manifest.is_relative_to(tmp_path / "cache")
@@ -158,7 +164,7 @@ def test_bench_patterns_and_errors(artifact: Path) -> None:
     report = bench_artifact(artifact, patterns="all,image", iters=3, warmup=0, rss=False)
     assert [r["pattern"] for r in report["results"]] == ["audio+image", "image"]
     assert report["results"][0]["rss_scope"] == "process peak"
-    assert "| onnxruntime | image |" in render_markdown(report)
+    assert "| onnxruntime | fp32 | image |" in render_markdown(report)
     with pytest.raises(ContractError, match=r"unknown modality .imgae.*image"):
         bench_artifact(artifact, patterns="imgae", iters=3, rss=False)
     with pytest.raises(ContractError, match="iters"):

@@ -1,7 +1,9 @@
 """``edgefuse bench``: latency, throughput, memory and a roofline estimate (artifact, checkpoint, model file).
 
 A checkpoint folder is benchmarked on the PyTorch reference backend and, exported for the profile into
-the cache (reused while the checkpoint is unchanged), on every backend of the profile that runs here.
+the cache (reused while the checkpoint is unchanged), on every backend of the profile that runs here, at
+every precision the profile lists that the backend's format implements (fp32 / fp16 / int8 side by side per
+pattern). int8 needs calibration data and accuracy needs labels: give the checkpoint's dataset with --data.
 """
 
 from __future__ import annotations
@@ -64,7 +66,26 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=None,
         help="where a checkpoint's exports are cached (default: $EDGEFUSE_CACHE_DIR or ~/.cache/edgefuse)",
     )
-    p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS measurement")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="NAME",
+        help="labelled dataset (av-digits, av-digits-synthetic-audio, synthetic): accuracy per pattern on its "
+        "test split; for a checkpoint also int8 calibration (train split); default: none (no accuracy, no int8)",
+    )
+    p.add_argument("--fsdd", default=None, help="FSDD folder for --data av-digits (default: $EDGEFUSE_FSDD)")
+    p.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="largest accuracy drop (points) an int8 export of a checkpoint may show on a pattern (default 1.0)",
+    )
+    p.add_argument(
+        "--no-rss",
+        action="store_true",
+        help="skip the fresh-subprocess peak RSS measurement (and its column)",
+    )
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the report as JSON to this file")
     p.add_argument("--report", default=None, metavar="DIR", help="write bench.json, bench.md, latency.png")
     add_pin_arg(p)
@@ -89,6 +110,50 @@ def _backends(text: str | None) -> list[str] | None:
     return names
 
 
+def _data(args: argparse.Namespace, target: Path, checkpoint: bool) -> Any:
+    """The dataset of ``--data`` (None without it), loaded as the checkpoint or artifact recorded it."""
+    import math
+
+    from edgefuse.bench_precisions import load_bench_data
+    from edgefuse.errors import ContractError
+
+    if not math.isfinite(args.max_int8_drop) or args.max_int8_drop < 0:
+        raise ContractError(f"--max-int8-drop must be a number of points >= 0; got {args.max_int8_drop}")
+    if args.data is None:
+        if args.fsdd is not None:
+            raise ContractError("--fsdd applies with --data av-digits")
+        return None
+    if checkpoint:
+        from edgefuse.checkpoint import read_checkpoint_info
+
+        info = read_checkpoint_info(target)
+        recorded = info.get("dataset") or {}
+    else:
+        from edgefuse.manifest import read_manifest
+
+        info = read_manifest(target).data
+        recorded = _recorded_dataset(info.get("checkpoint") or {})
+    modalities = [m["name"] for m in info.get("modalities", []) if isinstance(m, dict) and "name" in m]
+    return load_bench_data(args.data, recorded=recorded, modalities=modalities, fsdd=args.fsdd)
+
+
+def _recorded_dataset(source: Any) -> dict[str, Any]:
+    """An artifact's training data record: its checkpoint's (when still there, same weights), else the name."""
+    from edgefuse.checkpoint import read_checkpoint_info
+    from edgefuse.errors import EdgeFuseError
+
+    name = source.get("dataset") if isinstance(source, dict) else None
+    try:
+        info = read_checkpoint_info(source["path"])
+        if info.get("weights_sha256") == source.get("weights_sha256") and isinstance(
+            info.get("dataset"), dict
+        ):
+            return dict(info["dataset"])
+    except (EdgeFuseError, OSError, KeyError, TypeError):
+        pass
+    return {"name": name} if isinstance(name, str) else dict(name) if isinstance(name, dict) else {}
+
+
 def run(args: argparse.Namespace) -> int:
     """Benchmark and print a rich table with the definition of each figure."""
     import json
@@ -98,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from edgefuse.bench import bench_artifact, bench_checkpoint, bench_model
-    from edgefuse.bench_report import COLUMNS, notes, save_report, table_rows
+    from edgefuse.bench_report import columns, definitions, notes, save_report, table_rows
     from edgefuse.errors import ContractError
     from edgefuse.outputs import write_file
     from edgefuse.runtime.backends.torch import is_checkpoint
@@ -138,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             "warmup": args.warmup,
             "iters": args.iters,
             "rss": not args.no_rss,
+            "data": _data(args, target, checkpoint),
         }
         if checkpoint:
             console_err = plain_console(stderr=True)
@@ -146,10 +212,16 @@ def run(args: argparse.Namespace) -> int:
                 **common,
                 cache_dir=args.cache_dir,
                 progress=lambda msg: console_err.print(Text(msg, style="dim")),
+                max_int8_drop=args.max_int8_drop,
             )
         else:
             report = bench_artifact(target, **common)
     else:
+        if args.data or args.fsdd:
+            raise ContractError(
+                "--data applies to artifact and checkpoint folders (accuracy per presence pattern); a plain "
+                "model file has no modalities"
+            )
         if args.patterns:
             raise ContractError(
                 "--patterns applies to artifact folders; a plain model file has no modalities"
@@ -173,12 +245,12 @@ def run(args: argparse.Namespace) -> int:
         title=f"bench {report['artifact']} ({report['format']}, {report['layout']}; profile {report['profile']}; "
         f"warmup {report['warmup']}, iters {report['iters']})"
     )
-    for _, title in COLUMNS:
-        table.add_column(title, justify="left" if title in ("backend", "pattern") else "right")
+    for _, title in columns(report):
+        table.add_column(title, justify="left" if title in ("backend", "precision", "pattern") else "right")
     for cells in table_rows(report):
         table.add_row(*cells)
     out_console.print(table)
-    for key, text in report["definitions"].items():
+    for key, text in definitions(report).items():
         out_console.print(Text.assemble((key, "bold"), f": {text}"))
     for text in notes(report):
         out_console.print(f"note: {text}")

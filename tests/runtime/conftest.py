@@ -49,6 +49,7 @@ def _export(ckpt: Path, profile: str, fmt: str, out: Path, **kwargs: object) -> 
     from edgefuse.errors import BackendUnavailableError
     from edgefuse.export import export
 
+    kwargs.setdefault("precision", "fp32")  # the runtime tests compare with PyTorch to fp32 tolerances
     try:
         report = export(ckpt, profile, fmt, out, **kwargs)
     except BackendUnavailableError as exc:  # a converter package is not installed: said, not hidden

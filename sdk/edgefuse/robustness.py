@@ -27,12 +27,15 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefuse.data.base import MultimodalDataset
 from edgefuse.errors import ContractError
 from edgefuse.factory import ModelFactory
 from edgefuse.modality_sets import format_set, parse_sets, scenario, subsets
+
+if TYPE_CHECKING:
+    from edgefuse.executors import Executor
 
 __all__ = [
     "VARIANTS",
@@ -68,13 +71,15 @@ class GridResult:
         modalities: ``U`` in model order.
         scores: ``(method, S, seed) -> {T: accuracy}`` for every non-empty ``T ⊆ U``.
         split: The split the scores were measured on.
-        meta: Dataset and recipe description.
+        meta: Dataset and recipe description (``sweep``: how :func:`run_grid` ran its jobs).
+        failed: Grid rows whose job failed: ``method``, ``train``, ``seed``, ``job``, ``error``...
     """
 
     modalities: tuple[str, ...]
     scores: dict[ModelKey, dict[tuple[str, ...], float]]
     split: str = "test"
     meta: dict[str, Any] = field(default_factory=dict)
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def methods(self) -> list[str]:
@@ -269,6 +274,7 @@ class GridResult:
                 for s in self.train_sets
                 if self._seeds_for(m, s) and (mr := self.mean_retention(m, s)) is not None
             ],
+            "failed": self.failed,
             "meta": self.meta,
         }
 
@@ -288,7 +294,11 @@ class GridResult:
         except (KeyError, TypeError, AttributeError) as exc:
             raise ContractError(f"not a robustness grid document (missing or malformed {exc})") from None
         return cls(
-            modalities=u, scores=scores, split=data.get("split", "test"), meta=dict(data.get("meta", {}))
+            modalities=u,
+            scores=scores,
+            split=data.get("split", "test"),
+            meta=dict(data.get("meta", {})),
+            failed=[dict(f) for f in data.get("failed") or []],
         )
 
     def write_json(self, path: str | Path) -> Path:
@@ -359,7 +369,26 @@ class GridResult:
                     f"{_pm(r['full_accuracy_change'])} |"
                 )
             lines.append("")
-        return "\n".join(lines)
+        return "\n".join(lines + self._sweep_lines())
+
+    def _sweep_lines(self) -> list[str]:
+        """How the jobs ran (``meta["sweep"]``) and the failed cells, if any."""
+        sw = self.meta.get("sweep")
+        lines = []
+        if sw:
+            lines += [
+                f"Sweep: executor {sw['executor']}, workers {sw['workers']}, threads {sw['threads']}; "
+                f"{sw['jobs']} jobs: {sw['ran']} run, {sw['reused']} reused, {sw['retries']} retried, "
+                f"{sw['failed']} failed; {sw['wall_s']:.1f} s wall time.",
+                "",
+            ]
+        if self.failed:
+            lines += ["### Failed cells", "", "| method | S | seed | job | error |", "|---|---|---|---|---|"]
+            for f in self.failed:
+                error = str(f.get("error") or "").replace("|", "\\|").replace("\n", " ")[:300]
+                lines.append(f"| {f['method']} | {f['train']} | {f['seed']} | {f.get('job')} | {error} |")
+            lines.append("")
+        return lines
 
     def heatmap(self, path: str | Path) -> Path:
         """Save a heatmap PNG of mean ``P(S→T)`` (one panel per method), cells labelled with the scenario."""
@@ -519,11 +548,19 @@ def run_grid(
     split: str = "test",
     on_model: Callable[[ModelKey, Any], None] | None = None,
     progress: bool = False,
+    executor: str | Executor = "inline",
+    workers: int | None = None,
+    threads: int | None = None,
+    store: str | Path | None = None,
+    resume: bool = False,
+    max_retries: int = 2,
+    ray_address: str | None = None,
+    gpus_per_job: float = 0.0,
 ) -> GridResult:
-    """Train every (method, intervention, S, seed) the grid needs, then :func:`evaluate_grid`.
+    """Train every (method, intervention, S, seed) the grid needs as jobs, and score each on every ``T``.
 
-    Contrastive pre-training (which does not depend on ``S``) runs once per seed and is shared by every
-    train set and intervention of that seed. Grid rows are labelled ``method`` (no intervention) or
+    Contrastive pre-training (which does not depend on ``S``) is one job per seed that every train set
+    and intervention of that seed depends on. Grid rows are labelled ``method`` (no intervention) or
     ``method+intervention``. With a single labelled modality, every intervention reduces to the baseline
     (modality dropout never drops the only modality, MASD has no proper subset, WiSE-FT interpolates a
     model with itself), so the baseline model is reused for those rows; for a contrastive model with one
@@ -537,6 +574,13 @@ def run_grid(
     :func:`edgefuse.train.new_model`). Pre-trained encoders reach the fine-tuned models as state dicts
     and WiSE-FT interpolates state dicts, so any architecture the factory builds works.
 
+    Each model is a job of :mod:`edgefuse.jobs` keyed by a content hash (data, recipe, method,
+    intervention, S, seed, model source, EdgeFuse version) and run by an executor of
+    :mod:`edgefuse.executors`. For the same seeds and the same ``threads``, every executor gives the
+    same scores (and bit-identical weights on CPU). A job whose worker process or Ray node dies is run
+    again (``max_retries``); a job that raises is not: the others finish, then :class:`SweepError` is
+    raised with the grid of the others (``exc.result``, failed cells in its ``failed``).
+
     Args:
         dataset: Any :class:`MultimodalDataset` with train/val/test splits.
         train_sets: The ``S`` to train.
@@ -547,99 +591,93 @@ def run_grid(
         architecture: Architecture for every model (default: the reference one).
         model_factory: Your own architecture instead (see :mod:`edgefuse.factory`); not together with
             ``architecture``. Its reference (``edgefuse_factory_ref``) or name is recorded in ``meta``.
+            Other processes import it by reference: use :func:`~edgefuse.factory.import_factory` or a
+            module-level function (a closure is refused for ``process``/``ray``).
         interventions: Any of :data:`VARIANTS`.
         intervention_params: Hyper-parameters per intervention (``{"masd": {"K": 2}}``).
         wiseft_alphas: α values swept by the WiSE-FT variants (selected on ``val``).
         include_specialists: Also train ``S = T`` for every test set, so gap-to-specialist is defined.
         split: Split to evaluate on.
-        on_model: Callback ``(key, model)`` after each row's model is ready (e.g. to save it).
-        progress: Show a progress bar (rich) on stderr.
+        on_model: Callback ``(key, model)`` as soon as each row's model is ready (e.g. to save it); with
+            ``process``/``ray`` or a reused job, the model is rebuilt here from its weights.
+        progress: Show a progress bar (rich) with one status line per worker on stderr.
+        executor: ``inline`` (this process), ``process`` or ``ray``, or an
+            :class:`~edgefuse.executors.Executor`.
+        workers: Worker processes (``process``, default: the cores), most Ray tasks in flight.
+        threads: torch threads per job (Ray: also its ``num_cpus``). Default: the process setting
+            (inline), ``max(1, cores // workers)`` (process), 1 (ray). Equal threads = identical results.
+        store: Job store folder (:class:`~edgefuse.jobs.JobStore`); None: results stay in memory.
+        resume: Reuse the finished jobs of ``store``.
+        max_retries: Retries of a job whose worker or node died.
+        ray_address: ``auto`` or ``HOST:PORT`` of a Ray cluster (default: a local Ray).
+        gpus_per_job: ``num_gpus`` of each Ray task.
 
     Returns:
-        The :class:`GridResult`.
+        The :class:`GridResult`; ``meta["sweep"]`` records the executor, workers, threads, jobs run,
+        reused and retried, and the wall time.
 
     Raises:
-        ContractError: For an unknown intervention variant.
-        FactoryError: ``architecture`` and ``model_factory`` both given, or the factory fails or builds a
-            model over other modalities/labels (raised by the first model built, before any training).
+        ContractError: For an unknown intervention variant or executor, ``resume`` without a store.
+        FactoryError: ``architecture`` and ``model_factory`` both given, or a factory that cannot be
+            sent to worker processes.
+        SweepError: Jobs failed (after the others finished); ``exc.result`` is the partial grid.
+        JobStoreError: ``store`` is not a job store.
     """
-    from edgefuse.train import TrainConfig, check_model_source, pretrain_contrastive, train
-    from edgefuse.wiseft import sweep
+    from edgefuse.executors import SweepContext, SweepError, make_executor, run_jobs
+    from edgefuse.jobs import JobStore, ModelSource
+    from edgefuse.train import TrainConfig, check_model_source
 
     check_model_source(architecture, model_factory)
     bad = [v for v in interventions if v not in VARIANTS]
     if bad:
         raise ContractError(f"unknown intervention(s) {bad}; allowed: {list(VARIANTS)}")
+    if resume and store is None:
+        raise ContractError("resume=True reuses the jobs of a store: pass store= (CLI: --store)")
+    runner = make_executor(
+        executor, workers=workers, threads=threads, ray_address=ray_address, gpus_per_job=gpus_per_job
+    )
+    source = ModelSource.of(architecture, model_factory)
+    if runner.name != "inline":
+        source.portable()  # refuses a factory that cannot travel, before anything runs
     params = {k: dict(v) for k, v in (intervention_params or {}).items()}
     u = dataset.modality_names
     wanted = [tuple(n for n in u if n in s) for s in train_sets]
     if include_specialists:
         wanted += [t for t in subsets(u) if t not in wanted]
     base = base_config or TrainConfig(modalities=u)
-    jobs = [(m, s, seed) for m in methods for s in wanted for seed in seeds]
-    models: dict[ModelKey, Any] = {}
-    pretrained: dict[int, Any] = {}
-    wiseft_alpha: dict[str, float] = {}
-    bar = _Progress(len(jobs), "training the grid") if progress else None
-    try:
-        for method, s, seed in jobs:
-            pre = None
-            if method == "contrastive":
-                if seed not in pretrained:
-                    pretrained[seed] = _pretrain(
-                        dataset,
-                        replace(base, modalities=s, method=method, seed=seed),
-                        architecture,
-                        model_factory,
-                        pretrain_contrastive,
-                    )
-                pre = pretrained[seed]
-            trained: dict[str, Any] = {}
-            job_cfg = replace(base, modalities=s, method=method, seed=seed)
+    cells = [(m, s, seed) for m in methods for s in wanted for seed in seeds]
+    specs, rows = _plan(dataset, cells, base, interventions, params, wiseft_alphas, split, source)
+    ctx = SweepContext(dataset, source, JobStore(store) if store is not None else None, runner.threads)
+    by_job: dict[str, list[ModelKey]] = {}
+    for key, job in rows.items():
+        by_job.setdefault(job, []).append(key)
 
-            def get(
-                iv: str,
-                cfg: Any = job_cfg,
-                pre: Any = pre,
-                cache: dict[str, Any] = trained,
-            ) -> Any:
-                if iv == "linear-probe":  # pre-trained encoders frozen, head trained: WiSE-FT's theta0
-                    run_cfg = replace(cfg, finetune_encoder_lr_scale=0.0)
-                else:
-                    iv = "none" if len(cfg.modalities) == 1 else iv
-                    run_cfg = replace(cfg, intervention=iv, intervention_params=params.get(iv, {}))
-                if iv not in cache:
-                    cache[iv] = train(
-                        dataset, run_cfg, architecture, model_factory=model_factory, pretrained_encoders=pre
-                    ).model
-                return cache[iv]
+    def on_done(spec: Any, out: Any) -> None:
+        if on_model and spec.job_id in by_job:
+            model = out.build(dataset, source)
+            for key in by_job[spec.job_id]:
+                on_model(key, model)
 
-            for variant in interventions:
-                if variant.endswith("wiseft"):
-                    robust = variant.split("+")[0] if "+" in variant else "moddrop"
-                    if len(s) == 1:
-                        # No modality to drop or distil: theta0 is the linear probe on the contrastively
-                        # pre-trained encoders (classic WiSE-FT); without pre-training, the baseline.
-                        robust = "linear-probe" if method == "contrastive" else "none"
-                    if robust == "none":
-                        model = get("none")
-                    else:
-                        result = sweep(get(robust), get("none"), dataset, wiseft_alphas, split="val")
-                        model = result.model
-                        wiseft_alpha[f"{variant_label(method, variant)} S={format_set(s)} seed={seed}"] = (
-                            result.chosen_alpha
-                        )
-                else:
-                    model = get(variant)
-                key = (variant_label(method, variant), s, seed)
-                models[key] = model
-                if on_model:
-                    on_model(key, model)
-            if bar:
-                bar.advance(f"{method} S={format_set(s)} seed={seed}")
-    finally:
-        if bar:
-            bar.close()
+    report = run_jobs(
+        specs, runner, ctx, resume=resume, max_retries=max_retries, progress=progress, on_done=on_done
+    )
+    scores: dict[ModelKey, dict[tuple[str, ...], float]] = {}
+    failed, wiseft_alpha = [], {}
+    for (label, s, seed), job in rows.items():
+        out = report.outputs.get(job)
+        if out is None:
+            why = report.failed.get(job, {})
+            failed.append({"method": label, "train": format_set(s), "seed": seed, **_short(why)})
+            continue
+        scores[(label, s, seed)] = {t: float(out.result["accuracy"][format_set(t)]) for t in subsets(u)}
+        if "alpha" in out.result:
+            wiseft_alpha[f"{label} S={format_set(s)} seed={seed}"] = out.result["alpha"]
+    sweep = report.to_dict()
+    if sweep["threads"] is None:
+        import torch
+
+        sweep["threads"] = f"process setting ({torch.get_num_threads()})"
+    sweep["ray_address"] = ray_address
     meta = {
         "dataset": dataset.name,
         "dataset_meta": dataset.summary(),
@@ -648,62 +686,80 @@ def run_grid(
         "interventions": list(interventions),
         "intervention_params": params,
         "wiseft_alpha": wiseft_alpha,
-        "model": _model_source(architecture, model_factory),
+        "model": source.describe(),
+        "sweep": sweep,
     }
-    return evaluate_grid(models, dataset, split=split, meta=meta)
-
-
-def _model_source(
-    architecture: Mapping[str, Any] | None, model_factory: ModelFactory | None
-) -> dict[str, Any]:
-    """How the grid's models were built (for ``meta``): the factory's reference or name, or the architecture."""
-    if model_factory is None:
-        return {"architecture": dict(architecture) if architecture is not None else "reference"}
-    ref = getattr(model_factory, "edgefuse_factory_ref", None)
-    if ref is not None:
-        return {"factory": ref.to_dict()}
-    name = getattr(model_factory, "__qualname__", None) or type(model_factory).__name__
-    return {"factory": {"callable": f"{getattr(model_factory, '__module__', '?')}:{name}", "kwargs": None}}
-
-
-def _pretrain(
-    dataset: MultimodalDataset,
-    cfg: Any,
-    architecture: Mapping[str, Any] | None,
-    model_factory: ModelFactory | None,
-    pretrain: Callable[..., Any],
-) -> Any:
-    """Contrastive pre-training of a scratch model (seeded like :func:`train`'s): its encoders' state dict."""
-    import torch
-
-    from edgefuse.train import new_model, snapshot
-
-    torch.manual_seed(cfg.seed)
-    scratch = new_model(dataset, architecture, model_factory)
-    pretrain(scratch, dataset, cfg)
-    return snapshot(scratch.encoders)
-
-
-class _Progress:
-    """A minimal rich progress bar on stderr (only used when asked for)."""
-
-    def __init__(self, total: int, title: str) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=False,
+    grid = GridResult(modalities=u, scores=scores, split=split, meta=meta, failed=failed)
+    if report.failed:
+        first = next(iter(report.failed.values()))
+        raise SweepError(
+            f"{len(report.failed)} of {report.jobs} jobs failed ({len(failed)} grid cells); the first: "
+            f"{first['describe']}: {first['error']}. The other jobs finished: exc.result is their grid, "
+            "with the failed cells in its `failed`; fix the cause and run again with the same store and "
+            "resume to run only what is missing",
+            list(report.failed.values()),
+            grid,
         )
-        self._p.start()
-        self._task = self._p.add_task(title, total=total)
+    return grid
 
-    def advance(self, note: str) -> None:
-        self._p.update(self._task, advance=1, description=note)
 
-    def close(self) -> None:
-        self._p.stop()
+def _short(failure: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: failure.get(k) for k in ("job", "describe", "error", "attempts")}
+
+
+def _plan(
+    dataset: MultimodalDataset,
+    cells: Sequence[tuple[str, tuple[str, ...], int]],
+    base: Any,
+    interventions: Sequence[str],
+    params: Mapping[str, Mapping[str, Any]],
+    alphas: Sequence[float],
+    split: str,
+    source: Any,
+) -> tuple[list[Any], dict[ModelKey, str]]:
+    """The jobs of a grid (each dependency before its dependents) and the job behind each grid row."""
+    from edgefuse import __version__
+    from edgefuse.jobs import JobSpec, dataset_fingerprint
+
+    common = {"dataset": dataset_fingerprint(dataset), "model": source.describe(), "version": __version__}
+    specs: dict[str, JobSpec] = {}
+    rows: dict[ModelKey, str] = {}
+    u = dataset.modality_names
+
+    def add(kind: str, method: str, s: tuple[str, ...], seed: int, variant: str, cfg: Any, **kw: Any) -> str:
+        spec = JobSpec(kind, method, s, seed, variant, cfg.to_dict(), **common, **kw)
+        return specs.setdefault(spec.job_id, spec).job_id
+
+    for method, s, seed in cells:
+        deps = {}
+        if method == "contrastive":  # one pre-training per seed (it reads every modality, not S)
+            pre = replace(base, modalities=u, method=method, seed=seed)
+            deps = {"pretrained": add("pretrain", method, u, seed, "pretrain", pre, evaluate=None)}
+        cfg = replace(base, modalities=s, method=method, seed=seed)
+
+        def train_job(iv: str, cfg: Any = cfg, s: tuple[str, ...] = s, deps: Any = deps) -> str:
+            if iv == "linear-probe":  # pre-trained encoders frozen, head trained: WiSE-FT's theta0
+                run_cfg = replace(cfg, finetune_encoder_lr_scale=0.0)
+            else:
+                iv = "none" if len(s) == 1 else iv
+                run_cfg = replace(cfg, intervention=iv, intervention_params=params.get(iv, {}))
+            return add("train", cfg.method, s, cfg.seed, iv, run_cfg, deps=deps, evaluate=split)
+
+        for variant in interventions:
+            job = None
+            if variant.endswith("wiseft"):
+                robust = variant.split("+")[0] if "+" in variant else "moddrop"
+                if len(s) == 1:
+                    # No modality to drop or distil: theta0 is the linear probe on the contrastively
+                    # pre-trained encoders (classic WiSE-FT); without pre-training, the baseline.
+                    robust = "linear-probe" if method == "contrastive" else "none"
+                if robust != "none":
+                    theta = {"theta0": train_job(robust), "theta1": train_job("none")}
+                    wise = {"alphas": [float(a) for a in alphas], "select_on": "val"}
+                    job = add(
+                        "wiseft", method, s, seed, variant, cfg, deps=theta, params=wise, evaluate=split
+                    )
+            rows[(variant_label(method, variant), s, seed)] = job or train_job(
+                "none" if variant.endswith("wiseft") else variant
+            )
+    return list(specs.values()), rows

@@ -3,6 +3,12 @@
 Every model of the grid is the reference architecture, or your own with ``--model-factory
 package.module:function`` (``--factory-kwargs`` JSON, ``--allow-import`` required: importing the factory
 runs your code), called with every modality of ``--data``.
+
+Every model is a job with a content hash, written to a job store (``--store``, default ``<report>/jobs``
+or beside ``--json``) as soon as it is finished; ``--resume`` reuses the finished jobs after a crash or
+Ctrl-C. ``--executor process --workers N`` runs jobs in N processes on this machine; ``--executor ray
+--ray-address auto|HOST:PORT`` on a Ray cluster (the store on a filesystem every node sees). Exit
+status 1 when jobs failed (the others finish; the failed cells are listed in the JSON and the report).
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from edgefuse.cli._common import (
     check_out_path,
     epochs_int,
     load_data,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
     pretrain_epochs_int,
     seeds_arg,
 )
@@ -59,7 +68,43 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-specialists", action="store_true", help="do not add the specialists S = T")
     p.add_argument("--json", dest="json_path", default=None, help="write the grid as JSON here")
     p.add_argument("--report", default=None, help="folder for grid.json, grid.md and heatmap.png")
+    g = p.add_argument_group("jobs and executors")
+    g.add_argument(
+        "--executor", choices=["inline", "process", "ray"], default="inline", help="where jobs run"
+    )
+    g.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: the cores)")
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads per job (default: inline all, process cores // workers, ray 1); results are "
+        "identical across executors for an equal thread count",
+    )
+    g.add_argument(
+        "--store",
+        default=None,
+        help="job store folder (default: <report>/jobs, else beside --json: grid.json -> grid.jobs)",
+    )
+    g.add_argument("--resume", action="store_true", help="reuse the finished jobs of the store")
+    g.add_argument(
+        "--max-retries", type=nonneg_int, default=2, help="retries of a job whose worker or node died"
+    )
+    g.add_argument("--ray-address", default=None, help="auto or HOST:PORT of a Ray head (--executor ray)")
+    g.add_argument("--gpus-per-job", type=nonneg_float, default=0.0, help="num_gpus of each Ray task")
     return p
+
+
+def _store_path(args: argparse.Namespace) -> str | None:
+    """``--store``, else ``<report>/jobs``, else beside ``--json`` (``grid.json`` -> ``grid.jobs``), else None."""
+    from pathlib import Path
+
+    if args.store:
+        return str(args.store)
+    if args.report:
+        return str(Path(args.report) / "jobs")
+    if args.json_path:
+        return str(Path(args.json_path).with_suffix(".jobs"))
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from edgefuse.errors import ContractError
+    from edgefuse.executors import SweepError
     from edgefuse.robustness import parse_sets, run_grid, subsets
     from edgefuse.train import METHODS, TrainConfig
 
@@ -79,6 +125,13 @@ def run(args: argparse.Namespace) -> int:
         check_out_path(args.json_path, "--json")
     if args.report:
         check_out_path(args.report, "--report")
+    store = _store_path(args)
+    if store:
+        check_out_path(store, "--store")
+    if args.resume and not store:
+        raise ContractError("--resume reuses the jobs of a store: give --store, --report or --json")
+    if args.ray_address and args.executor != "ray":
+        raise ContractError(f"--ray-address is for --executor ray; the executor is {args.executor!r}")
     seeds = args.seeds  # parsed and checked by seeds_arg
     factory = factory_from_args(args)  # refused without --allow-import, before the data is loaded
     dataset = load_data(args)
@@ -93,29 +146,55 @@ def run(args: argparse.Namespace) -> int:
     base = replace(base, **overrides)
     t0 = time.perf_counter()
     interventions = [v.strip() for v in args.interventions.split(",") if v.strip()]
-    grid = run_grid(
-        dataset,
-        train_sets,
-        methods,
-        seeds,
-        base,
-        model_factory=factory,
-        interventions=interventions,
-        wiseft_alphas=args.alphas,  # parsed and checked by alphas_arg
-        include_specialists=not args.no_specialists,
-        progress=True,
-    )
+    try:
+        grid = run_grid(
+            dataset,
+            train_sets,
+            methods,
+            seeds,
+            base,
+            model_factory=factory,
+            interventions=interventions,
+            wiseft_alphas=args.alphas,  # parsed and checked by alphas_arg
+            include_specialists=not args.no_specialists,
+            progress=True,
+            executor=args.executor,
+            workers=args.workers,
+            threads=args.threads,
+            store=store,
+            resume=args.resume,
+            max_retries=args.max_retries,
+            ray_address=args.ray_address,
+            gpus_per_job=args.gpus_per_job,
+        )
+        failure = None
+    except SweepError as exc:
+        grid, failure = exc.result, exc
     grid.meta["seconds"] = time.perf_counter() - t0
     if args.json_path:
         grid.write_json(args.json_path)
-    written = grid.write_report(args.report) if args.report else {}
+    written = grid.write_report(args.report) if args.report and grid.scores else {}
     from rich.markdown import Markdown
 
     from edgefuse.cli._common import plain_console
 
     console = plain_console()
     console.print(Markdown(grid.markdown()))
-    console.print(f"grid of {len(grid.scores)} models evaluated in {grid.meta['seconds']:.0f} s")
+    sw = grid.meta["sweep"]
+    console.print(
+        f"grid of {len(grid.scores)} models evaluated in {grid.meta['seconds']:.0f} s; jobs: {sw['reused']} "
+        f"reused, {sw['ran']} run ({sw['retries']} retried, {sw['failed']} failed) by the {sw['executor']} "
+        f"executor" + (f"; store: {sw['store']}" if sw["store"] else "")
+    )
     for kind, path in written.items():
         console.print(f"  {kind}: {path}")
+    if failure is not None:
+        for f in failure.failures:
+            console.print(
+                f"FAILED {f['describe']} (job {f['job']}, {f['attempts']} attempt(s)): {f['error']}"
+            )
+        console.print(
+            f"{len(grid.failed)} grid cells failed; fix the cause and rerun with --resume to run only those"
+        )
+        return 1
     return 0

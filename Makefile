@@ -15,7 +15,7 @@ ifneq ($(wildcard $(FSDD_DEFAULT)/recordings),)
 export EDGEFUSE_FSDD ?= $(FSDD_DEFAULT)
 endif
 
-.PHONY: demo test lint install clean sanitize
+.PHONY: demo test lint install clean sanitize wheel-arm test-arm
 
 $(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,5 +63,16 @@ sanitize: | $(STAMP)
 	$(SANITIZE_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/csrc
 	$(SANITIZE_ENV) $(PY) tests/security/fuzz_kernel.py --calls 10000 --expect-kernel $(SANITIZE_DIR)
 
+# aarch64 (Raspberry Pi 5, Jetson, Cortex-A53 devices), built and tested on this x86-64 Debian host:
+# wheel-arm cross-compiles dist/edgefuse-*-cp311-cp311-linux_aarch64.whl (cmake/aarch64-linux-gnu.cmake);
+# test-arm also runs the kernel tests and every ARM profile's artifacts (ONNX/TFLite, fp32/fp16/int8) under
+# qemu-aarch64 against the x86 outputs. Needs qemu-user-static, g++-aarch64-linux-gnu and the arm64 dpkg
+# architecture (.ci/run installs them). Downloads are cached in ~/.cache/edgefuse/arm, the rest in .cache/arm.
+wheel-arm: $(STAMP)
+	$(PY) tools/arm/arm.py wheel
+
+test-arm: $(STAMP)
+	$(PY) tools/arm/arm.py test --full
+
 clean:
-	rm -rf build dist out .pytest_cache .ruff_cache
+	rm -rf build dist out .pytest_cache .ruff_cache .cache/arm

@@ -33,6 +33,7 @@ from edgefuse.bench_report import (
     render_markdown,
     save_report,
 )
+from edgefuse.emulation import mark as mark_emulated
 from edgefuse.errors import ContractError, ProfileError, did_you_mean
 from edgefuse.roofline import GraphCost, count_onnx, roofline_estimate
 
@@ -428,7 +429,7 @@ def bench_artifact(
     }
     if data is not None:
         report["accuracy_data"] = accuracy_source(data)
-    return report
+    return mark_emulated(report)
 
 
 def bench_checkpoint(
@@ -551,22 +552,24 @@ def bench_checkpoint(
             "note": "estimate counted from the fp32 ONNX export of the same checkpoint",
         }
     extra = {} if data is None else {"accuracy_data": accuracy_source(data)}
-    return {
-        "kind": "checkpoint",
-        "artifact": str(root),
-        "profile": prof.id,
-        "format": "checkpoint + "
-        + ", ".join(sorted({r["format"] for r in results} - {"checkpoint"}) or ["-"]),
-        "layout": "split",
-        "precision": ", ".join(dict.fromkeys(r["precision"] for r in results)),
-        "warmup": warmup,
-        "iters": iters,
-        "rss": rss,
-        "results": side_by_side(results),
-        "unavailable": unavailable,
-        "definitions": dict(DEFINITIONS),
-        **extra,
-    }
+    return mark_emulated(
+        {
+            "kind": "checkpoint",
+            "artifact": str(root),
+            "profile": prof.id,
+            "format": "checkpoint + "
+            + ", ".join(sorted({r["format"] for r in results} - {"checkpoint"}) or ["-"]),
+            "layout": "split",
+            "precision": ", ".join(dict.fromkeys(r["precision"] for r in results)),
+            "warmup": warmup,
+            "iters": iters,
+            "rss": rss,
+            "results": side_by_side(results),
+            "unavailable": unavailable,
+            "definitions": dict(DEFINITIONS),
+            **extra,
+        }
+    )
 
 
 def _counting_export(ckpt: Path, prof: Any, folder: Path, say: Callable[[str], None]) -> Path | None:
@@ -772,19 +775,21 @@ def bench_model(
         row.update(_peak_rss_subprocess("model", {"path": str(p), "threads": threads}))
     else:
         row.update({"peak_rss_mb": _ru_maxrss_mb(), "rss_scope": "process peak"})
-    return {
-        "kind": "model",
-        "artifact": str(p),
-        "profile": None if prof is None else str(prof.id),
-        "format": p.suffix.lower().lstrip("."),
-        "layout": "model file",
-        "precision": None,
-        "warmup": warmup,
-        "iters": iters,
-        "rss": rss,
-        "results": [row],
-        "definitions": dict(DEFINITIONS),
-    }
+    return mark_emulated(
+        {
+            "kind": "model",
+            "artifact": str(p),
+            "profile": None if prof is None else str(prof.id),
+            "format": p.suffix.lower().lstrip("."),
+            "layout": "model file",
+            "precision": None,
+            "warmup": warmup,
+            "iters": iters,
+            "rss": rss,
+            "results": [row],
+            "definitions": dict(DEFINITIONS),
+        }
+    )
 
 
 def _onnx_is_fp16(path: Path) -> bool:

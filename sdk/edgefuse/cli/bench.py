@@ -249,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(title, justify="left" if title in ("backend", "precision", "pattern") else "right")
     for cells in table_rows(report):
         table.add_row(*cells)
+    if report.get("emulated"):  # an emulator's wall-clock time is never shown as device latency
+        table.title = f"EMULATED, not device latency: {table.title}"
+        out_console.print(Text(str(report["emulated"]), style="bold red"))
     out_console.print(table)
     for key, text in definitions(report).items():
         out_console.print(Text.assemble((key, "bold"), f": {text}"))

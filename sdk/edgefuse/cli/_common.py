@@ -360,6 +360,10 @@ def check_pin(folder: str | Path, pin: str | None) -> None:
         read_manifest(folder, manifest_sha256=pin)
 
 
+#: Width of tables written to a pipe or file (no terminal to fit): wide enough that no cell is cut.
+PIPED_WIDTH = 220
+
+
 def plain_console(**kwargs: Any) -> Any:
     """A rich Console that never interprets markup in what it prints (names, labels, paths are data).
 
@@ -369,4 +373,8 @@ def plain_console(**kwargs: Any) -> Any:
     from rich.console import Console
 
     kwargs.setdefault("highlight", False)
-    return Console(markup=False, **kwargs)
+    console = Console(markup=False, **kwargs)
+    if "width" not in kwargs and not console.is_terminal:
+        # a pipe, a file or a captured stream: rich would squeeze tables into 80 columns and cut cells
+        console = Console(markup=False, width=PIPED_WIDTH, **kwargs)
+    return console

@@ -117,6 +117,13 @@ def run(args: argparse.Namespace) -> int:
     int8 = _int8_settings(args, data) if "int8" in precisions else None
     if not args.json:
         err = plain_console(stderr=True)
+        if "int8" not in precisions and (args.calibration or args.keep_fp32):
+            err.print(
+                "note: --calibration/--keep-fp32 apply to int8 formats; none is exported at int8 here",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         for c in choices:
             err.print(f"{c.format} {c.precision}: {c.reason}", markup=False, highlight=False, soft_wrap=True)
 

@@ -1,8 +1,14 @@
 """Regenerate docs/robustness-results.md: the paper's claim, reproduced on AV-digits, from scratch.
 
 Usage:
-    python benchmarks/robustness_av_digits.py [--fsdd PATH] [--seeds 3] [--degrade-image 4]
-        [--epochs N] [--out docs] [--data av-digits|synthetic]
+    python benchmarks/robustness_av_digits.py [--fsdd PATH] [--seeds 10] [--degrade-image 4]
+        [--epochs N] [--out docs] [--data av-digits|synthetic] [--workers 2] [--threads 1]
+    python benchmarks/robustness_av_digits.py --drift-fixture tests/sdk/data/robustness_drift.json
+
+The first form is the one command that regenerates docs/robustness-results.md and docs/robustness/
+(run it, unchanged, after any change to a file of ``edgefuse.provenance.CODE_PATH``: the drift test of
+``make test`` fails until the page is regenerated; ``--drift-fixture`` rewrites the drift test's fixture
+and must be run in the same commit).
 
 Trains, on the speaker-disjoint AV-digits splits with degraded images, every (method, intervention,
 train set, seed) of the grid: methods supervised and contrastive; interventions none, moddrop, masd,
@@ -10,6 +16,11 @@ wiseft (moddrop model x baseline; linear probe x fine-tuned for a single labelle
 masd+wiseft; train sets audio+image, audio, image (the specialists). It then writes the Markdown report,
 the heatmap, the JSON and the exact command into the output folder. The baseline every factor is
 measured against is trained in the same run, on the same splits and seeds.
+
+Every job runs in a worker process with an explicit thread count and deterministic algorithms
+(:func:`edgefuse.train.deterministic`), so the numbers do not depend on the machine's default thread
+count. The verdict is decided by 95% confidence intervals over seeds (:mod:`edgefuse.claims`, rule in
+docs/metrics.md), never by a point estimate.
 """
 
 from __future__ import annotations
@@ -25,53 +36,100 @@ from pathlib import Path
 
 INTERVENTIONS = ["none", "moddrop", "masd", "wiseft", "masd+wiseft"]
 METHODS = ["supervised", "contrastive"]
+#: The claim's thresholds: drop factor >= FACTOR_MIN at a cost <= COST_MAX points.
+FACTOR_MIN = 1.5
+COST_MAX = 1.0
+REGENERATE = "python benchmarks/robustness_av_digits.py"
+FIXTURE_COMMAND = (
+    "python benchmarks/robustness_av_digits.py --drift-fixture tests/sdk/data/robustness_drift.json"
+)
 
 
 def summarise(grid, method: str, full: tuple[str, ...]) -> list[dict]:
-    """Per intervention of ``method``: full-modality accuracy, mean missing-modality drop, factor, cost."""
-    from edgefuse.robustness import _factor, _mean_std, subsets, variant_label
+    """Per intervention of ``method``: accuracies, per-seed paired drops and costs, and 95% intervals.
+
+    Per seed ``k`` (paired with the baseline's seed ``k``): ``drop_k`` = mean over T ⊊ S of
+    P(S→S) − P(S→T); ``cost_k`` = 100 × (baseline P(S→S) − intervention P(S→S)) points. The factor
+    interval is the bootstrap of mean(baseline drops) / mean(intervention drops); the cost interval is
+    the t interval of the mean of the ``cost_k``.
+    """
+    from edgefuse.claims import bootstrap_ratio, decide, t_interval
+    from edgefuse.robustness import _mean_std, subsets, variant_label
 
     missing = [t for t in subsets(grid.modalities) if set(t) < set(full)]
     rows = []
-    base_drops = None
-    base_full = None
+    base_full: dict[int, float] = {}
+    base_drop: dict[int, float] = {}
     for iv in INTERVENTIONS:
         label = variant_label(method, iv)
-        seeds = [k[2] for k in grid.scores if k[0] == label and k[1] == full]
+        seeds = sorted(k[2] for k in grid.scores if k[0] == label and k[1] == full)
         if not seeds:
             continue
-        full_acc = [grid.scores[(label, full, s)][full] for s in seeds]
-        drops = [
-            statistics.fmean(
-                grid.scores[(label, full, s)][full] - grid.scores[(label, full, s)][t] for t in missing
-            )
-            for s in seeds
-        ]
-        row = {"intervention": label, "full": _mean_std(full_acc), "mean_drop": _mean_std(drops)}
+        acc = {s: grid.scores[(label, full, s)] for s in seeds}
+        full_acc = {s: acc[s][full] for s in seeds}
+        drops = {s: statistics.fmean(acc[s][full] - acc[s][t] for t in missing) for s in seeds}
+        row = {
+            "intervention": label,
+            "seeds": seeds,
+            "full": _mean_std(list(full_acc.values())),
+            "mean_drop": _mean_std(list(drops.values())),
+            "drop_per_seed": [drops[s] for s in seeds],
+            "full_per_seed": [full_acc[s] for s in seeds],
+        }
         for t in missing:
-            row["acc_" + "+".join(t)] = _mean_std([grid.scores[(label, full, s)][t] for s in seeds])
+            row["acc_" + "+".join(t)] = _mean_std([acc[s][t] for s in seeds])
         if iv == "none":
-            base_drops, base_full = row["mean_drop"], full_acc
+            base_full, base_drop = full_acc, drops
         else:
-            row.update(_factor("missing", base_drops, row["mean_drop"]))
-            row["cost_points"] = 100 * (statistics.fmean(base_full) - statistics.fmean(full_acc))
-            per_seed = [
-                b / v if v > 0 else float("inf")
-                for b, v in zip(
-                    [
-                        statistics.fmean(
-                            grid.scores[(method, full, s)][full] - grid.scores[(method, full, s)][t]
-                            for t in missing
-                        )
-                        for s in seeds
-                    ],
-                    drops,
-                    strict=True,
-                )
-            ]
-            row["factor_per_seed"] = per_seed
+            paired = [s for s in seeds if s in base_full]
+            cost = [100 * (base_full[s] - full_acc[s]) for s in paired]
+            row["paired_seeds"] = paired
+            row["cost_per_seed"] = cost
+            row["drop_diff_per_seed"] = [base_drop[s] - drops[s] for s in paired]
+            factor = bootstrap_ratio([base_drop[s] for s in paired], [drops[s] for s in paired])
+            cost_ci = t_interval(cost)
+            row["factor_ci"] = factor.to_dict()
+            row["cost_ci"] = cost_ci.to_dict()
+            # no drop to reduce (baseline mean drop <= 0): the factor is meaningless, never established
+            positive = statistics.fmean(base_drop[s] for s in paired) > 0
+            row["factor_decision"] = decide(factor, at_least=FACTOR_MIN) if positive else "undefined"
+            row["cost_decision"] = decide(cost_ci, at_most=COST_MAX)
         rows.append(row)
     return rows
+
+
+def verdict_of(row: dict) -> str:
+    """``claimed`` (both conditions established), ``refuted`` (one refuted) or ``undecided``."""
+    decisions = (row["factor_decision"], row["cost_decision"])
+    if all(d == "established" for d in decisions):
+        return "claimed"
+    return "refuted" if "refuted" in decisions else "undecided"  # "undefined" factor: undecided
+
+
+def ci_text(ci: dict, fmt: str) -> str:
+    """``2.71 [2.10, 3.45]``."""
+    return f"{ci['estimate']:{fmt}} [{ci['low']:{fmt}}, {ci['high']:{fmt}}]"
+
+
+def claim_sentence(name: str, r: dict) -> str:
+    """What the intervals say about one variant, in words (the rule of docs/metrics.md)."""
+    f, c = r["factor_ci"], r["cost_ci"]
+    parts = [
+        f"drop factor {ci_text(f, '.2f')}x "
+        + {
+            "established": f"(≥ {FACTOR_MIN}x established)",
+            "refuted": f"(below {FACTOR_MIN}x)",
+            "undecided": f"(≥ {FACTOR_MIN}x not established)",
+            "undefined": "(undefined: the baseline has no missing-modality drop)",
+        }[r["factor_decision"]],
+        f"cost {ci_text(c, '+.1f')} points "
+        + {
+            "established": f"(≤ {COST_MAX:g} point established)",
+            "refuted": f"(more than {COST_MAX:g} point)",
+            "undecided": f"(≤ {COST_MAX:g} point not established: the interval crosses {COST_MAX:g})",
+        }[r["cost_decision"]],
+    ]
+    return f"{name}: " + ", ".join(parts)
 
 
 def added_rows(grid, method: str, labelled: tuple[str, ...]) -> list[dict]:
@@ -127,21 +185,28 @@ def pm(v: dict, scale: float = 1.0, sign: bool = False) -> str:
 
 
 def write_report(grid, out: Path, command: str, seconds: float, args: argparse.Namespace) -> Path:
+    """Write robustness-results.md, robustness/grid.json and robustness/heatmap.png under ``out``.
+
+    Everything on the page except the "Run" line of the provenance section (wall time, commit, machine)
+    is a function of the scores, so the same code, data and recipe give the same page.
+    """
+    from edgefuse.claims import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
     from edgefuse.robustness import format_set
 
     u = grid.modalities
     figs = out / "robustness"
     figs.mkdir(parents=True, exist_ok=True)
-    grid.heatmap(figs / "heatmap.png")
-    grid.write_json(figs / "grid.json")
     seeds = grid.seeds
+    prov = grid.meta.get("provenance", {})
+    claims: dict[str, list[dict]] = {}
     lines = [
-        "# Robustness on AV-digits: the paper's claim, reproduced"
+        "# Robustness on AV-digits: the paper's claim, with 95% confidence intervals"
         if args.data == "av-digits"
         else "# Robustness (synthetic smoke run)",
         "",
-        f"Generated by `{command}` in {seconds / 60:.1f} min on {grid.meta.get('machine', platform.machine())}, "
-        f"seeds {seeds}. Regenerate it with that command; nothing here is edited by hand.",
+        f"Generated by `{command}` ({len(seeds)} seeds: {seeds[0]}–{seeds[-1]}). Regenerate it with that command; "
+        "nothing here is edited by hand. The drift test of `make test` (tests/sdk/test_robustness_drift.py) fails "
+        "when a file that determines these numbers changed without this page being regenerated.",
         "",
         "Data: "
         + (
@@ -150,64 +215,73 @@ def write_report(grid, out: Path, command: str, seconds: float, args: argparse.N
             if args.data == "av-digits"
             else "synthetic (clearly not real data)."
         ),
-        "Definitions: ROBUSTNESS.md (EdgeFuse's). Mean missing-modality drop = mean over T ⊊ S of P(S→S) − P(S→T), per seed; "
-        "factor = baseline drop / intervention drop (means over seeds); a drop within its standard error is 'no measurable drop'. "
-        "Cost = baseline full-modality accuracy − intervention full-modality accuracy, in points (negative: the intervention "
-        "is more accurate with every modality present).",
+        f"Recipe: the default `TrainConfig` ({recipe_line(grid.meta.get('recipe', {}))})"
+        + (f"; **epochs overridden to {args.epochs}**" if args.epochs is not None else ", full recipe")
+        + f"; every job ran with {prov.get('torch_threads', {}).get('per_job')} torch thread(s) and deterministic algorithms.",
+        "",
+        "Definitions (docs/metrics.md): per seed, mean missing-modality drop = mean over T ⊊ S of P(S→S) − P(S→T); "
+        "cost = baseline P(S→S) − intervention P(S→S) in points (negative: the intervention is more accurate with every "
+        "modality present), paired seed by seed (same seed, same splits). Drop factor = mean baseline drop / mean "
+        f"intervention drop, 95% percentile bootstrap over seeds ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}); "
+        "cost: 95% Student t interval of the mean paired difference. Intervals are written `estimate [low, high]`.",
         "",
     ]
-    verdicts = []
     for method in grid.methods:
         if "+" in method:
             continue
         rows = summarise(grid, method, u)
+        claims[method] = rows
         lines += [f"## Missing modalities: {method}, trained on {format_set(u)}", ""]
         heads = [k for k in rows[0] if k.startswith("acc_")]
         lines.append(
             "| variant | P(S→S) full | "
             + " | ".join(f"P(S→{h[4:]})" for h in heads)
-            + " | mean drop | factor (per seed) | cost (points) |"
+            + " | mean drop | drop factor, 95% CI | cost (points), 95% CI |"
         )
         lines.append("|---|---|" + "---|" * len(heads) + "---|---|---|")
         for r in rows:
-            factor = (
-                "baseline" if "verdict" not in r else (f"{r['factor']:.2f}x" if r["factor"] else r["verdict"])
-            )
-            if "factor_per_seed" in r:
-                factor += " (" + ", ".join(f"{f:.2f}" for f in r["factor_per_seed"]) + ")"
-            cost = "–" if "cost_points" not in r else f"{r['cost_points']:+.1f}"
+            factor = "baseline" if "factor_ci" not in r else ci_text(r["factor_ci"], ".2f") + "x"
+            cost = "–" if "cost_ci" not in r else ci_text(r["cost_ci"], "+.1f")
             lines.append(
                 f"| {r['intervention']} | {pm(r['full'])} | "
                 + " | ".join(pm(r[h]) for h in heads)
                 + f" | {pm(r['mean_drop'])} | {factor} | {cost} |"
             )
-            if "cost_points" in r:
-                ok = (r["factor"] or 0) >= 1.5 and r["cost_points"] <= 1.0
-                if r["factor"] is None and r["verdict"] == "no measurable drop" and r["cost_points"] <= 1.0:
-                    ok = True
-                verdicts.append((r["intervention"], ok, r))
+        lines += [
+            "",
+            "Per-seed paired differences against the baseline (seed: drop reduction / cost in points):",
+            "",
+        ]
+        lines += [
+            "| variant | " + " | ".join(str(k) for k in rows[0]["seeds"]) + " |",
+            "|---|" + "---|" * len(rows[0]["seeds"]),
+        ]
+        for r in rows[1:]:
+            cells = [
+                f"{d:+.3f} / {c:+.1f}"
+                for d, c in zip(r["drop_diff_per_seed"], r["cost_per_seed"], strict=True)
+            ]
+            lines.append(f"| {r['intervention']} | " + " | ".join(cells) + " |")
         lines.append("")
-    met = [v for v in verdicts if v[1]]
+    verdicts = [
+        (r["intervention"], verdict_of(r), r) for rows in claims.values() for r in rows if "factor_ci" in r
+    ]
+    met = [v for v in verdicts if v[1] == "claimed"]
     lines += ["## The claim", ""]
     lines.append(
-        "Claim: at least one intervention cuts the missing-modality drop by ≥ 1.5× at a cost of ≤ 1 point of full-modality accuracy "
-        f"(mean over {len(seeds)} seeds). **{'Reproduced' if met else 'Not reproduced'}**: "
+        f"Claim: at least one intervention cuts the missing-modality drop by ≥ {FACTOR_MIN}× at a cost of ≤ {COST_MAX:g} point "
+        f"of full-modality accuracy, both decided by the 95% interval over {len(seeds)} seeds (rule: docs/metrics.md). "
+        f"**{'Reproduced' if met else 'Not established'}**"
         + (
-            ", ".join(f"{name} ({fmt_factor(r)}, cost {r['cost_points']:+.1f} points)" for name, _, r in met)
-            or "no variant met both conditions"
+            ": " + "; ".join(claim_sentence(name, r) for name, _, r in met) + "."
+            if met
+            else ": no variant has both intervals on the right side of the thresholds."
         )
-        + "."
     )
-    failing = [v for v in verdicts if not v[1]]
-    if failing:
-        lines.append("")
-        lines.append(
-            "Variants that do not meet both conditions: "
-            + ", ".join(
-                f"{name} ({fmt_factor(r)}, cost {r['cost_points']:+.1f} points)" for name, _, r in failing
-            )
-            + "."
-        )
+    others = [v for v in verdicts if v[1] != "claimed"]
+    if others:
+        lines += ["", "The other variants (what their intervals say):", ""]
+        lines += [f"- {claim_sentence(name, r)}." for name, _, r in others]
     lines.append("")
     for method in [m for m in grid.methods if "+" not in m]:
         for labelled in [(n,) for n in u]:
@@ -227,9 +301,12 @@ def write_report(grid, out: Path, command: str, seconds: float, args: argparse.N
     lines += [
         "Notes: with a single labelled modality, modality dropout and MASD have nothing to drop or distil, so those rows reuse the "
         "baseline model (identical by construction); for the contrastive method the WiSE-FT rows then interpolate the linear probe on "
-        "the pre-trained encoders (θ₀) and the fine-tuned model (θ₁). α is always chosen on the validation speaker, never on test; "
-        f"chosen α per model: {json.dumps(grid.meta.get('wiseft_alpha', {}))}.",
+        "the pre-trained encoders (θ₀) and the fine-tuned model (θ₁). α is always chosen on the validation speaker, never on test "
+        "(chosen α per model: robustness/grid.json, `meta.wiseft_alpha`).",
         "",
+    ]
+    lines += provenance_lines(prov, command, seconds)
+    lines += [
         "## Heatmap",
         "",
         "![P(S→T) heatmap](robustness/heatmap.png)",
@@ -238,18 +315,201 @@ def write_report(grid, out: Path, command: str, seconds: float, args: argparse.N
         "",
         grid.markdown(),
     ]
+    grid.meta["claims"] = {
+        "factor_min": FACTOR_MIN,
+        "cost_max_points": COST_MAX,
+        "rows": claims,
+        "verdict": "reproduced" if met else "not established",
+        "claimed_by": [name for name, _, _ in met],
+    }
+    grid.heatmap(figs / "heatmap.png")
+    grid.write_json(figs / "grid.json")
     path = out / "robustness-results.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def recipe_line(recipe: dict) -> str:
+    keys = ("epochs", "pretrain_epochs", "batch_size", "lr", "weight_decay", "finetune_encoder_lr_scale")
+    return ", ".join(f"{k} {recipe[k]}" for k in keys if k in recipe)
+
+
+def provenance_lines(prov: dict, command: str, seconds: float) -> list[str]:
+    """The provenance section: what produced the numbers (robustness/grid.json `meta.provenance` has it all)."""
+    if not prov:
+        return []
+    git = prov["git"]
+    data = prov["data"]
+    dirty = (
+        "clean tree"
+        if not git.get("dirty")
+        else "tree dirty"
+        + (
+            f"; uncommitted code-path files: {', '.join(git['dirty_code_path'])}"
+            if git.get("dirty_code_path")
+            else "; no code-path file uncommitted"
+        )
+    )
+    m = prov["machine"]
+    v = prov["versions"]
+    return [
+        "## Provenance",
+        "",
+        f"- Run: `{command}`, {seconds / 60:.1f} min wall time, commit `{git.get('commit')}` ({dirty}); "
+        f"{m['arch']}, {m['cpu']}, {m['cpus']} CPUs, Python {m['python']}.",
+        f"- Versions: EdgeFuse {v['edgefuse']}, torch {v['torch']}, numpy {v['numpy']}; torch threads per job "
+        f"{prov['torch_threads']['per_job']} (process default {prov['torch_threads']['process_default']}), deterministic algorithms on.",
+        f"- Data: arrays sha256 `{data.get('arrays_sha256')}`; feature cache key `{data.get('feature_cache_key')}`; "
+        f"image rows sha256 `{data.get('image_rows_sha256')}`.",
+        f"- Recipe fingerprint `{prov['recipe_fingerprint']}`; code-path fingerprint `{prov['code_path']['fingerprint']}` "
+        f"({len(prov['code_path']['files'])} files, listed with their sha256 in robustness/grid.json, `meta.provenance.code_path`).",
+        "",
+    ]
+
+
+def recipe_of(args: argparse.Namespace, cfg) -> dict:
+    """Everything of the run that determines the numbers besides code and data (the recipe fingerprint's input)."""
+    base = cfg.to_dict()
+    for k in ("modalities", "method", "seed", "intervention", "intervention_params"):
+        base.pop(k, None)
+    return {
+        "train_config": base,
+        "methods": METHODS,
+        "interventions": INTERVENTIONS,
+        "seeds": list(range(args.seeds)),
+        "data": args.data,
+        "degrade_image": args.degrade_image,
+        "threads_per_job": args.threads,
+        "wiseft_alphas": [i / 10 for i in range(11)],
+        "factor_min": FACTOR_MIN,
+        "cost_max_points": COST_MAX,
+    }
+
+
+def data_fingerprint(dataset) -> dict:
+    """Feature cache key, image rows and the sha256 of every array the models read."""
+    import hashlib
+
+    from edgefuse.jobs import dataset_fingerprint
+
+    meta = dataset.meta
+    cache = (meta.get("audio_cache") or {}).get("path")
+    rows = meta.get("image_rows")
+    return {
+        "dataset": dataset.name,
+        "arrays_sha256": dataset_fingerprint(dataset),
+        "feature_cache_key": Path(cache).stem if cache else None,
+        "feature_version": meta.get("feature_version"),
+        "image_rows_sha256": hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+        if rows
+        else None,
+        "counts": meta.get("counts"),
+    }
+
+
+def config_for(args: argparse.Namespace, modalities: tuple[str, ...]):
+    """The TrainConfig of a run (the default recipe; ``--epochs`` overrides epochs, pre-training gets half)."""
+    from dataclasses import replace
+
+    from edgefuse.train import TrainConfig
+
+    cfg = TrainConfig(modalities=modalities)
+    if args.epochs is not None:
+        cfg = replace(cfg, epochs=args.epochs, pretrain_epochs=max(1, args.epochs // 2))
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------------
+# The reduced run of the drift test: one seed, a small fixed subset, a few epochs (seconds, not minutes).
+# --------------------------------------------------------------------------------------------------
+
+#: Rows kept per split by the reduced run (every k-th row, k = len(split) // rows).
+REDUCED_ROWS = {"train": 200, "val": 100, "test": 100}
+
+
+def reduced_run(fsdd: str | None = None) -> dict:
+    """Train and score a tiny grid through the page's code path (same loader, trainer, interventions, sweep).
+
+    One seed (0), supervised with every intervention of the page plus the contrastive baseline and
+    moddrop, on :data:`REDUCED_ROWS` rows of each AV-digits split, 2 epochs, 1 thread, inline executor.
+
+    Returns:
+        JSON: ``scores`` (``label S seed`` -> test accuracy per T), ``weights`` (``label`` -> sum of |w|
+        over the model's float tensors), the data fingerprint and the code-path file hashes.
+    """
+    import numpy as np
+    import torch
+    from edgefuse.data.base import MultimodalDataset
+    from edgefuse.data.registry import load_dataset
+    from edgefuse.provenance import file_hashes
+    from edgefuse.robustness import run_grid
+
+    full = load_dataset("av-digits", fsdd=fsdd, degrade_image=4)
+    splits = {}
+    for name, split in full.splits.items():
+        step = max(1, len(split) // REDUCED_ROWS[name])
+        splits[name] = split.subset(np.arange(0, len(split), step)[: REDUCED_ROWS[name]])
+    dataset = MultimodalDataset(
+        name=full.name,
+        modalities=full.modalities,
+        label_names=full.label_names,
+        splits=splits,
+        meta=full.meta,
+    )
+    args = argparse.Namespace(epochs=2)
+    cfg = config_for(args, dataset.modality_names)
+    weights: dict[str, float] = {}
+
+    def on_model(key, model) -> None:
+        weights[f"{key[0]} {'+'.join(key[1])} {key[2]}"] = float(
+            sum(
+                v.detach().abs().sum().item()
+                for v in model.state_dict().values()
+                if torch.is_floating_point(v)
+            )
+        )
+
+    grid = run_grid(
+        dataset,
+        [dataset.modality_names],
+        METHODS,
+        [0],
+        cfg,
+        interventions=["none", "moddrop", "masd", "wiseft"],
+        wiseft_alphas=[0.0, 0.5, 1.0],
+        include_specialists=False,
+        executor="inline",
+        threads=1,
+        on_model=on_model,
+    )
+    scores = {
+        f"{m} {'+'.join(s)} {seed}": {"+".join(t): acc for t, acc in row.items()}
+        for (m, s, seed), row in sorted(grid.scores.items())
+    }
+    return {
+        "command": FIXTURE_COMMAND,
+        "scores": scores,
+        "weights_abs_sum": dict(sorted(weights.items())),
+        "data": data_fingerprint(dataset),
+        "code_path": file_hashes(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="av-digits", choices=["av-digits", "synthetic"])
     parser.add_argument("--fsdd", default=None, help="FSDD folder (default $EDGEFUSE_FSDD)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--degrade-image", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="worker processes (does not change the numbers)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job (part of the recipe)")
+    parser.add_argument(
+        "--store", type=Path, default=None, help="job store folder (with --resume: reuse its jobs)"
+    )
+    parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     parser.add_argument(
         "--from-json",
@@ -257,7 +517,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="re-render the report from a grid.json written by an earlier run (no training)",
     )
+    parser.add_argument(
+        "--drift-fixture",
+        type=Path,
+        default=None,
+        help="write the drift test's reduced-run fixture here and exit",
+    )
     args = parser.parse_args(argv)
+    if args.drift_fixture:
+        doc = reduced_run(args.fsdd)
+        args.drift_fixture.parent.mkdir(parents=True, exist_ok=True)
+        args.drift_fixture.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {args.drift_fixture}")
+        return 0
     if args.from_json:
         from edgefuse.robustness import GridResult
 
@@ -273,11 +545,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"re-rendered {path} from {args.from_json}")
         return 0
 
-    from dataclasses import replace
-
     from edgefuse.data.registry import load_dataset
+    from edgefuse.provenance import provenance
     from edgefuse.robustness import run_grid
-    from edgefuse.train import TrainConfig
 
     t0 = time.perf_counter()
     if args.data == "av-digits":
@@ -285,9 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         dataset = load_dataset("synthetic", modalities=("audio", "image"))
     u = dataset.modality_names
-    cfg = TrainConfig(modalities=u)
-    if args.epochs is not None:
-        cfg = replace(cfg, epochs=args.epochs, pretrain_epochs=max(1, args.epochs // 2))
+    cfg = config_for(args, u)
     grid = run_grid(
         dataset,
         [u],
@@ -296,14 +564,27 @@ def main(argv: list[str] | None = None) -> int:
         cfg,
         interventions=INTERVENTIONS,
         progress=True,
+        executor="process",
+        workers=args.workers,
+        threads=args.threads,
+        store=args.store,
+        resume=args.resume,
     )
     seconds = time.perf_counter() - t0
     command = "python benchmarks/robustness_av_digits.py " + " ".join(sys.argv[1:] if argv is None else argv)
     grid.meta["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    grid.meta["provenance"] = provenance(
+        data=data_fingerprint(dataset), recipe=recipe_of(args, cfg), threads=args.threads
+    )
     grid.meta["run"] = {
         "command": command.strip(),
         "seconds": seconds,
-        "args": {"data": args.data, "degrade_image": args.degrade_image, "seeds": args.seeds},
+        "args": {
+            "data": args.data,
+            "degrade_image": args.degrade_image,
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+        },
     }
     path = write_report(grid, args.out, command.strip(), seconds, args)
     print(f"wrote {path} in {seconds:.0f} s")

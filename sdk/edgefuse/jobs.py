@@ -339,7 +339,8 @@ def execute(
 
     Contract: the same ``spec`` with the same dependency outputs and thread count gives bit-identical
     weights and accuracies in any process (every random source is seeded from the spec; torch's intra-op
-    thread count is set to ``threads`` for the job and restored after it).
+    thread count is set to ``threads`` for the job and restored after it, with deterministic algorithms
+    on: :func:`edgefuse.train.deterministic`).
 
     Args:
         spec: The job.
@@ -361,15 +362,12 @@ def execute(
     """
     import torch
 
+    from edgefuse.train import deterministic
+
     t0 = time.perf_counter()
     previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
+    with deterministic(int(threads) if threads else None):  # deterministic algorithms too
         model, result = _run(spec, dataset, source, deps)
-    finally:
-        if threads:
-            torch.set_num_threads(previous)
     info = {
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "seconds": time.perf_counter() - t0,

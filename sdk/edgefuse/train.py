@@ -1,7 +1,12 @@
 """Training contract models on the CPU: supervised late fusion and contrastive pre-training + fine-tuning.
 
 Deterministic for a seed (same machine, same thread count): weights are initialised from
-``torch.manual_seed(seed)`` and batches are shuffled by ``numpy.random.default_rng(seed)``.
+``torch.manual_seed(seed)`` and batches are shuffled by ``numpy.random.default_rng(seed)``. The thread
+count matters: torch's CPU kernels split reductions (matmul, convolution, their gradients) by thread, so
+1 and 2 threads round differently and, over an epoch, train measurably different models. ``train(...,
+threads=N)`` (and :func:`deterministic`) pins the intra-op threads and turns on
+``torch.use_deterministic_algorithms`` for the run, whatever the caller's setting: then the same seed
+gives bit-identical weights on any machine of the same kind (CPU ISA, torch build).
 
 * ``supervised``: encoders + masked fusion + head trained end-to-end with cross-entropy on the labelled
   modalities ``S`` (the others are absent: their encoders are not run).
@@ -22,11 +27,12 @@ architecture the factory builds.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +53,7 @@ __all__ = [
     "TrainResult",
     "accuracy",
     "check_model_source",
+    "deterministic",
     "load_encoders",
     "new_model",
     "pretrain_contrastive",
@@ -316,6 +323,33 @@ def _unique(params: Sequence[torch.nn.Parameter], skip: set[int] | None = None) 
     return out
 
 
+@contextlib.contextmanager
+def deterministic(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads and deterministic algorithms, then restore.
+
+    Contract: inside the block, results depend on the seed and ``threads``, not on the caller's thread
+    setting; ``torch.use_deterministic_algorithms(True, warn_only=True)`` is on (an op without a
+    deterministic kernel warns instead of raising). ``threads=None`` keeps the caller's thread count.
+
+    Raises:
+        ValueError: ``threads`` is given and < 1.
+    """
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads={threads}; give a thread count >= 1 (or None for the process setting)")
+    previous = torch.get_num_threads()
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+        if threads is not None:
+            torch.set_num_threads(previous)
+
+
 def train(
     dataset: MultimodalDataset,
     config: TrainConfig,
@@ -324,6 +358,7 @@ def train(
     model_factory: ModelFactory | None = None,
     pretrained_encoders: Mapping[str, Any] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train a contract model on ``dataset`` with ``config``.
 
@@ -339,6 +374,9 @@ def train(
             :func:`pretrain_contrastive` with the same seed and architecture (or factory), to skip
             pre-training (the grid shares one pre-training across train sets).
         progress: Optional callback ``(phase, step, total)``.
+        threads: torch intra-op threads for this training (see :func:`deterministic`); the same seed and
+            ``threads`` give bit-identical weights whatever the caller's thread setting. None: the
+            caller's setting (deterministic algorithms are on either way).
 
     Returns:
         The :class:`TrainResult`.
@@ -349,6 +387,18 @@ def train(
         ContractError: A bad recipe/intervention, unknown modalities, pre-trained encoders that do not
             match, or a diverged training.
     """
+    with deterministic(threads):
+        return _train(dataset, config, architecture, model_factory, pretrained_encoders, progress)
+
+
+def _train(
+    dataset: MultimodalDataset,
+    config: TrainConfig,
+    architecture: Mapping[str, Any] | None,
+    model_factory: ModelFactory | None,
+    pretrained_encoders: Mapping[str, Any] | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> TrainResult:
     from edgefuse.interventions import make_loss
 
     t0 = time.perf_counter()

@@ -35,8 +35,12 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Two pytest workers (one per core), one file per worker at a time (module fixtures such as the demo run
+# stay in one process), one torch thread each so the two do not oversubscribe the cores.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The kernel built with AddressSanitizer + UndefinedBehaviorSanitizer into build/sanitize (the installed
 # extension is not touched), then tests/csrc and a 10,000-call hostile-input fuzz run against it: a

@@ -533,16 +533,10 @@ def _bench(
 
 
 def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from edgefuse.provenance import cpu_model
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_model() or platform.machine(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -27,6 +27,7 @@ __all__ = [
     "REPO_ROOT",
     "changed_files",
     "code_fingerprint",
+    "cpu_model",
     "file_hashes",
     "git_state",
     "json_fingerprint",
@@ -116,18 +117,21 @@ def git_state(root: str | Path = REPO_ROOT) -> dict[str, Any]:
     }
 
 
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` says; may be empty)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or ""
+
+
+def _machine() -> dict[str, Any]:
     return {
         "arch": platform.machine(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "os": platform.platform(),
         "python": platform.python_version(),

@@ -155,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
         s.add_column(col, justify="left" if col in ("profile", "exports", "backend here") else "right")
     for prof in report["profiles"]:
         pid = prof["id"]
-        exps = ", ".join(f"{e['format']}:{e['status']}" for e in report["exports"] if e["profile"] == pid)
+        exps = ", ".join(
+            f"{e['format']} {e['precision']}:{e['status']}" for e in report["exports"] if e["profile"] == pid
+        )
         b = bench.get(pid, {})
         first = b.get("results", [{}])[0] if b.get("results") else {}
         a = acc.get(pid, {}).get("accuracy", {})

@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         model = train(data, config).model
         ckpt = save_checkpoint(model, work / "ckpt", dataset=data.summary())
         train_s = time.perf_counter() - t0
-        settings = Int8Settings(
-            calibration=data.split("train"), validation=data.split("test"), source=f"{data.name}:train"
-        )
+        settings = Int8Settings.from_dataset(data)
         out: dict = {"dataset": data.name, "profile": PROFILE, "train_s": round(train_s, 1), "formats": {}}
         values: dict[str, float] = {}
         for fmt in FORMATS:

@@ -19,7 +19,6 @@ import numpy as np
 from edgefuse.export.errors import ExportError, ParityError
 
 __all__ = [
-    "MIN_CALIBRATION_ROWS",
     "Int8Settings",
     "accuracy_per_pattern",
     "check_drops",
@@ -32,8 +31,6 @@ __all__ = [
     "validate",
 ]
 
-#: Fewest calibration rows an int8 export accepts.
-MIN_CALIBRATION_ROWS = 16
 #: Rows of the labelled split used for the per-graph SQNR (accuracy uses the whole split).
 SQNR_ROWS = 256
 
@@ -65,12 +62,30 @@ class Int8Settings:
     source: str = ""
     calibrate_patterns: str = "every"
 
+    @classmethod
+    def from_dataset(cls, data: Any, split: str = "train", **kwargs: Any) -> Int8Settings:
+        """Calibration on ``data``'s ``split``, validation on its ``test`` split, source ``name:split``.
+
+        Other fields (``options``, ``max_drop``, ``keep_fp32``...) are passed through ``kwargs``.
+        """
+        return cls(
+            calibration=data.split(split),
+            validation=data.split("test"),
+            source=f"{data.name}:{split}",
+            **kwargs,
+        )
+
+    @property
+    def labelled(self) -> Any:
+        """The labelled split int8 is validated on: ``validation``, else the calibration split."""
+        return self.validation if self.validation is not None else self.calibration
+
     def checked(self, graph_names: Sequence[str], modalities: Sequence[str]) -> Int8Settings:
         """Check the settings against the graphs and modalities of this export; returns them.
 
         Raises:
-            ExportError: No calibration data, a calibration or validation split lacking an exported
-                modality, an unknown graph in ``keep_fp32`` (naming the graphs), every graph kept in float,
+            ExportError: No calibration data, a validation split lacking an exported modality (the
+                calibration split is checked by ``build_calibration``), an unknown graph in ``keep_fp32`` (naming the graphs), every graph kept in float,
                 or a negative ``max_drop``.
         """
         if self.calibration is None:
@@ -78,16 +93,13 @@ class Int8Settings:
                 "int8 needs calibration data: pass calibration=<a Split or dataset> (CLI: --calibration "
                 "DATASET[:SPLIT], default the checkpoint's training data), or export fp32"
             )
-        for what, split in (("calibration", self.calibration), ("validation", self.validation)):
-            if split is None:
-                continue
-            missing = [m for m in modalities if m not in split.inputs]
-            if missing:
-                raise ExportError(
-                    f"the {what} data lacks modalit{'y' if len(missing) == 1 else 'ies'} {missing} that this "
-                    f"export needs (the device's modalities are {list(modalities)}; the data has "
-                    f"{sorted(split.inputs)}); give a dataset with them (--calibration DATASET[:SPLIT])"
-                )
+        missing = [m for m in modalities if self.validation is not None and m not in self.validation.inputs]
+        if missing:  # the calibration split is checked where its rows are drawn (build_calibration)
+            raise ExportError(
+                f"the validation data lacks modalit{'y' if len(missing) == 1 else 'ies'} {missing} that this "
+                f"export needs (the device's modalities are {list(modalities)}; the data has "
+                f"{sorted(self.validation.inputs)}); give a dataset with them (--calibration DATASET[:SPLIT])"
+            )
         unknown = [g for g in self.keep_fp32 if g not in graph_names]
         if unknown:
             raise ExportError(f"--keep-fp32 {unknown}: this export's graphs are {list(graph_names)}")
@@ -331,7 +343,7 @@ def validate(fmt: str, run: Any, runners: Mapping[str, Any], job: Any) -> dict[s
             :func:`check_drops`), or the artifact's logits are malformed.
     """
     settings = job.int8
-    split = settings.validation if settings.validation is not None else settings.calibration
+    split = settings.labelled
     job.say(f"{fmt}: int8 accuracy per presence pattern on {len(split)} labelled rows")
     rows = accuracy_per_pattern(run, job.model, split, job.patterns)
     sqnr = graph_sqnr(runners, job.model, split, job.exported, job.patterns, job.fusion, job.monolithic)
@@ -385,6 +397,6 @@ def reference_inputs(job: Any, pattern: Sequence[str], batch: int, seed: int) ->
 
     int8 is calibrated for real inputs, not noise, so its reference cases are real rows.
     """
-    split = job.int8.validation if job.int8.validation is not None else job.int8.calibration
+    split = job.int8.labelled
     rows = np.random.default_rng(seed).choice(len(split), size=min(batch, len(split)), replace=False)
     return {m: np.ascontiguousarray(split.inputs[m][np.sort(rows)], dtype=np.float32) for m in pattern}

@@ -57,12 +57,7 @@ def int8_settings(data: Any, max_drop: float = 1.0) -> Any:
     """:class:`~edgefuse.export.int8.Int8Settings` from a dataset: calibration on ``train``, validation on ``test``."""
     from edgefuse.export.int8 import Int8Settings
 
-    return Int8Settings(
-        calibration=data.split("train"),
-        validation=data.split("test"),
-        max_drop=float(max_drop),
-        source=f"{data.name}:train",
-    )
+    return Int8Settings.from_dataset(data, max_drop=float(max_drop))
 
 
 def export_precisions(

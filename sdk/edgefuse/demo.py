@@ -265,7 +265,7 @@ def _export_all(
     test = data.split("test")
     # int8 where the profile prefers it: calibrated on the training split, validated per presence
     # pattern on the test split (the same rule as `edgefuse export` without --format/--precision)
-    int8 = Int8Settings(calibration=data.split("train"), validation=test, source=f"{data.name}:train")
+    int8 = Int8Settings.from_dataset(data)
     for prof in profiles:
         for choice in plan_formats(prof):
             fmt, precision, note = choice.format, choice.precision, choice.reason

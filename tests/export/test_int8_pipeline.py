@@ -147,7 +147,7 @@ def test_check_drops_passes_at_the_limit() -> None:
     ("change", "error", "match"),
     [
         ({"calibration": None}, ExportError, r"int8 needs calibration data"),
-        ("no-audio", ExportError, r"lacks modality \['audio'\]"),
+        ("no-audio", ExportError, r"lacks modalit(y|ies) \['audio'\]"),
         ("nan", CalibrationError, r"audio"),
         ("few", CalibrationError, r"16"),
         ({"keep_fp32": ("encoder_imu",)}, ExportError, r"graphs are \['encoder_audio', 'head'\]"),

@@ -335,13 +335,12 @@ def _int8_settings(args: argparse.Namespace, data: Any) -> Any:
     from edgefuse.export.quantize import QuantOptions
 
     split = (args.calibration or "").partition(":")[2] or "train"
-    return Int8Settings(
-        calibration=data.split(split),
-        validation=data.split("test"),
+    return Int8Settings.from_dataset(
+        data,
+        split,
         options=QuantOptions(
             method=args.calibration_method, samples=args.calibration_samples, seed=args.calibration_seed
         ),
         max_drop=args.max_int8_drop,
         keep_fp32=tuple(g.strip() for g in args.keep_fp32.split(",") if g.strip()),
-        source=f"{data.name}:{split}",
     )

@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Extras the tests and the demo need. torch is pinned (==2.13.0) inside the `train` extra, so it is
-# resolved in the same install command as everything that depends on it. `ray` runs the Ray sweep tests.
-EXTRAS ?= export,onnxruntime,litert,test,ray
+# resolved in the same install command as everything that depends on it. `ray` runs the Ray sweep tests;
+# `zoo` holds the pretrained weights of the reference workload (edgefuse.models.zoo).
+EXTRAS ?= export,onnxruntime,litert,test,ray,zoo
 STAMP := $(VENV)/.edgefuse-installed
 
 # Real audio for the data pipeline: FSDD beside the project, when present (read-only, never copied).

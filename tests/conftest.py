@@ -103,15 +103,30 @@ def toy_dataset():  # type: ignore[no-untyped-def]
     return make_toy_dataset()
 
 
-# A meta-path finder that makes `import torch` (and the converters) fail, as on a device without them.
-_BLOCK_HEAVY = (
-    "import sys\n"
-    "class _Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in {'torch', 'onnx', 'coremltools', 'ai_edge_litert', 'tensorrt'}:\n"
-    "            raise ImportError(f'blocked for the test: {name}')\n"
-    "sys.meta_path.insert(0, _Block())\n"
-)
+#: Packages no device install has: torch and the converters. A device has one runtime extra on top.
+_NOT_ON_DEVICE = ("torch", "onnx", "coremltools", "tensorrt")
+#: Every optional package whose import the device tests look for (the device's own runtime excluded).
+_HEAVY_MODULES = ("torch", "onnx", "coremltools", "tensorrt", "ai_edge_litert", "onnxruntime", "litert_torch")
+#: The runtime package of each device variant of :func:`run_cli_on_device`.
+DEVICE_RUNTIMES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}
+
+
+def _blocker(blocked: tuple[str, ...]) -> str:
+    """Code of a meta-path finder that makes ``import NAME`` of each blocked package fail, as when it is
+    not installed (``ModuleNotFoundError`` naming the package, what a real missing package raises)."""
+    return (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {set(blocked)!r}:\n"
+        "            raise ModuleNotFoundError(f'blocked for the test: {name}', name=name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+
+
+# A meta-path finder that makes `import torch` (and the converters, and LiteRT) fail: a device with only
+# numpy + onnxruntime.
+_BLOCK_HEAVY = _blocker((*_NOT_ON_DEVICE, "ai_edge_litert"))
 
 
 @pytest.fixture(scope="session")
@@ -127,5 +142,37 @@ def run_without_torch():  # type: ignore[no-untyped-def]
         return subprocess.run(
             [sys.executable, "-c", _BLOCK_HEAVY + code], capture_output=True, text=True, timeout=120
         )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def run_cli_on_device():  # type: ignore[no-untyped-def]
+    """``run(runtime, args) -> CompletedProcess``: ``edgefuse ARGS`` on a simulated device install.
+
+    ``runtime`` is ``"onnxruntime"`` (``pip install 'edgefuse[onnxruntime]'``) or ``"litert"``
+    (``pip install 'edgefuse[litert]'``): in a fresh interpreter, torch, onnx, coremltools, tensorrt
+    and the other runtime's package cannot be imported. The CLI runs through :func:`edgefuse.cli.main`;
+    its exit status is the process's. The last line of stderr is always
+    ``imported-heavy: [...]``: the optional packages (the device's own runtime excluded) and
+    ``edgefuse.export`` modules that were imported, ``[]`` when none.
+    """
+    import subprocess
+
+    def run(runtime: str, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        own = DEVICE_RUNTIMES[runtime]
+        other = tuple(m for m in DEVICE_RUNTIMES.values() if m != own)
+        watched = tuple(m for m in _HEAVY_MODULES if m != own)
+        code = _blocker((*_NOT_ON_DEVICE, *other)) + (
+            "from edgefuse.cli import main\n"
+            "try:\n"
+            f"    code = main({[str(a) for a in args]!r})\n"
+            "finally:\n"
+            f"    heavy = sorted(m for m in sys.modules if m.split('.')[0] in {set(watched)!r}\n"
+            "                   or m.startswith('edgefuse.export'))\n"
+            "    print('imported-heavy:', heavy, file=sys.stderr)\n"
+            "sys.exit(code)\n"
+        )
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
 
     return run

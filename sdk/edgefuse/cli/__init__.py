@@ -6,6 +6,12 @@ fast and never imports torch.
 
 Exit codes: 0 success, 1 the command ran and found a failure (e.g. an invalid profile), 2 bad usage or
 an :class:`~edgefuse.errors.EdgeFuseError`.
+
+On a device with only a runtime extra (``edgefuse[onnxruntime]`` or ``edgefuse[litert]``), ``run`` and
+``verify`` work; a command that needs PyTorch or the exporters refuses up front with the extra to install
+(:func:`edgefuse.cli._common.require_extra`), and an optional package found missing later (a
+``ModuleNotFoundError`` for a module of :data:`~edgefuse.cli._common.EXTRAS`) is reported the same way:
+one line, exit 2, no traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "wise-ft": "edgefuse.cli.wiseft",
     "export": "edgefuse.cli.export",
     "run": "edgefuse.cli.run",
+    "verify": "edgefuse.cli.verify",
     "bench": "edgefuse.cli.bench",
     "demo": "edgefuse.cli.demo",
 }
@@ -73,15 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except EdgeFuseError as exc:
-        from rich.text import Text
+        _print_error(f"{type(exc).__name__}: {exc}")
+        return 2
+    except ModuleNotFoundError as exc:
+        from edgefuse.cli._common import EXTRAS, missing_extra_message
 
-        from edgefuse.cli._common import plain_console
-
-        # soft_wrap: no line breaks inside the message (paths stay copyable; the terminal wraps)
-        plain_console(stderr=True).print(
-            Text.assemble(("error:", "bold red"), f" {type(exc).__name__}: {exc}"), soft_wrap=True
-        )
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:  # not an optional package: a bug, with its traceback
+            raise
+        # a command's up-front check (require_extra) missed it: the same one line, not a traceback
+        _print_error(f"BackendUnavailableError: {missing_extra_message(args.command, [top], EXTRAS[top][1])}")
         return 2
     except KeyboardInterrupt:  # pragma: no cover - interactive only
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _print_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr, on one line (paths stay copyable; the terminal wraps)."""
+    from rich.text import Text
+
+    from edgefuse.cli._common import plain_console
+
+    plain_console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {message}"), soft_wrap=True)

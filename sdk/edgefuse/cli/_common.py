@@ -16,19 +16,24 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXTRAS",
     "MAX_COUNT",
     "MAX_EPOCHS",
+    "MAX_RUNTIME_THREADS",
     "MAX_SEED",
     "MAX_SEEDS",
     "MAX_THREADS",
     "add_data_args",
     "add_pin_arg",
+    "add_runtime_threads_arg",
     "alphas_arg",
     "check_out_path",
     "check_pin",
     "epochs_int",
     "int_in",
     "load_data",
+    "missing_extra_message",
+    "module_available",
     "nonneg_float",
     "nonneg_int",
     "param_arg",
@@ -40,6 +45,7 @@ __all__ = [
     "pretrain_epochs_int",
     "probability",
     "progress_callback",
+    "require_extra",
     "seed_int",
     "seeds_arg",
 ]
@@ -54,6 +60,64 @@ MAX_COUNT = 1_000_000
 MAX_EPOCHS = 10_000
 #: Most intra-op threads accepted.
 MAX_THREADS = 1024
+#: Most intra-op threads a runtime session accepts per graph: ``edgefuse.runtime.backends.base.MAX_THREADS``,
+#: repeated here so that building the parser imports no runtime module (a test checks they agree).
+MAX_RUNTIME_THREADS = 256
+
+#: The optional packages the CLI's commands import, by top-level module: (what it is, the extra that
+#: installs it). ``edgefuse run``/``verify``/``bench ARTIFACT`` need none of them; see :func:`require_extra`.
+EXTRAS: dict[str, tuple[str, str]] = {
+    "torch": ("PyTorch", "train"),
+    "safetensors": ("safetensors", "train"),
+    "tqdm": ("tqdm", "train"),
+    "sklearn": ("scikit-learn", "train"),
+    "matplotlib": ("matplotlib", "train"),
+    "onnx": ("onnx", "export"),
+    "onnxscript": ("onnxscript", "export"),
+    "litert_torch": ("litert-torch", "export"),
+    "ray": ("Ray", "ray"),
+}
+
+
+def module_available(name: str) -> bool:
+    """Whether the module ``name`` can be imported, without importing it (a blocked or broken one: no)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_extra_message(command: str, modules: list[str], extra: str) -> str:
+    """``edgefuse train needs PyTorch (torch), which is not installed here: pip install 'edgefuse[train]'``."""
+    what = " and ".join(f"{EXTRAS[m][0]} ({m})" if m in EXTRAS and EXTRAS[m][0] != m else m for m in modules)
+    verb = "is" if len(modules) == 1 else "are"
+    return (
+        f"edgefuse {command} needs {what}, which {verb} not installed here: pip install 'edgefuse[{extra}]'"
+    )
+
+
+def require_extra(command: str, extra: str, modules: tuple[str, ...] = ("torch", "safetensors")) -> None:
+    """Refuse a command up front, with the extra to install, when a package it imports is missing.
+
+    Checked with :func:`importlib.util.find_spec` (nothing is imported), before the command reads or
+    writes anything, so a device with only ``edgefuse[onnxruntime]`` or ``edgefuse[litert]`` gets one
+    clear line (exit 2 through :func:`edgefuse.cli.main`) instead of a ``ModuleNotFoundError`` traceback.
+
+    Args:
+        command: The subcommand, for the message (``train``, ``wise-ft``...).
+        extra: The ``edgefuse[...]`` extra that installs what is missing.
+        modules: The top-level modules the command cannot run without.
+
+    Raises:
+        BackendUnavailableError: Naming what is missing and ``pip install 'edgefuse[EXTRA]'``.
+    """
+    missing = [m for m in modules if not module_available(m)]
+    if missing:
+        from edgefuse.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(missing_extra_message(command, missing, extra))
 
 
 def _int(text: str, allowed: str) -> int:
@@ -327,6 +391,18 @@ def progress_callback(title: str) -> Iterator[Callable[[str, int, int], None]]:
             bar.update(tasks[phase], completed=step)
 
         yield update
+
+
+def add_runtime_threads_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--threads N`` (``1..MAX_RUNTIME_THREADS``): the session's intra-op threads per graph."""
+    p.add_argument(
+        "--threads",
+        type=int_in(1, MAX_RUNTIME_THREADS),
+        default=None,
+        metavar="N",
+        help=f"intra-op threads per graph, 1..{MAX_RUNTIME_THREADS}; overrides the profile's threads "
+        "(default: the profile's threads, at most this machine's CPU count)",
+    )
 
 
 def add_pin_arg(p: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ from edgefuse.cli._common import (
     epochs_int,
     int_in,
     plain_console,
+    require_extra,
     seed_int,
 )
 
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     from edgefuse.demo import claim_demo_folder
 
+    # it trains, exports and plots: without torch, one line naming the extra, before the folder is claimed
+    require_extra("demo", "export", ("torch", "safetensors", "matplotlib"))
     out = check_out_path(args.out)
     claim_demo_folder(out)  # before demo.log is opened there: a folder of other files is refused
 

@@ -103,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
     import json
     from contextlib import nullcontext
 
-    from edgefuse.cli._common import check_out_path, plain_console
+    from edgefuse.cli._common import check_out_path, plain_console, require_extra
+
+    # tracing a checkpoint needs torch; a format whose converter is missing is reported per format below
+    require_extra("export", "export")
     from edgefuse.export.selection import plan_formats
     from edgefuse.profiles import get_profile
 

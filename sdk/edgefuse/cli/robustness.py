@@ -27,6 +27,7 @@ from edgefuse.cli._common import (
     nonneg_int,
     positive_int,
     pretrain_epochs_int,
+    require_extra,
     seeds_arg,
 )
 from edgefuse.cli.train import add_factory_args, factory_from_args
@@ -112,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     import time
     from dataclasses import replace
 
+    # before anything is imported or written: one line naming the extra on a device without torch
+    require_extra("robustness", "train", ("torch", "safetensors", *(("matplotlib",) if args.report else ())))
     from edgefuse.errors import ContractError
     from edgefuse.executors import SweepError
     from edgefuse.robustness import parse_sets, run_grid, subsets

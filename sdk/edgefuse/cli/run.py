@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefuse.cli._common import add_pin_arg
+from edgefuse.cli._common import add_pin_arg, add_runtime_threads_arg, module_available
 
 #: Largest image file ``--image`` reads (bytes).
 MAX_IMAGE_BYTES = 64 << 20
@@ -48,6 +48,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--npz", default=None, help=".npz of inputs keyed by modality name (with or without batch)"
     )
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    add_runtime_threads_arg(p)
     add_pin_arg(p)
     return p
 
@@ -110,7 +111,12 @@ def _check_pixels(p: Path, width: int, height: int) -> None:
 
 
 def _read_gray(p: Path, data: bytes) -> np.ndarray:
-    """Grayscale float image in [0, 1] from the file's bytes (PIL when installed, else matplotlib)."""
+    """Grayscale float image in [0, 1] from the file's bytes (PIL when installed, else matplotlib).
+
+    Raises:
+        BackendUnavailableError: Neither Pillow nor matplotlib is installed (a device with only a runtime
+            extra); the message says what to install.
+    """
     try:
         from PIL import Image
 
@@ -118,6 +124,13 @@ def _read_gray(p: Path, data: bytes) -> np.ndarray:
             _check_pixels(p, im.width, im.height)  # from the header, before decoding
             arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
     except ImportError:
+        if not module_available("matplotlib"):
+            from edgefuse.errors import BackendUnavailableError
+
+            raise BackendUnavailableError(
+                f"--image {p}: decoding an image needs Pillow or matplotlib, and neither is installed here: "
+                "pip install pillow (or give the input as --npz)"
+            ) from None
         import matplotlib.image as mpimg
 
         arr = np.asarray(mpimg.imread(io.BytesIO(data)), dtype=np.float64)
@@ -130,7 +143,7 @@ def _read_gray(p: Path, data: bytes) -> np.ndarray:
 
 def image_input(path: str | Path, spec: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
     """``(1, *shape)`` float32 image and notes (PCA-degraded training input, cropping)."""
-    from edgefuse.errors import ContractError, EdgeFuseError
+    from edgefuse.errors import BackendUnavailableError, ContractError, EdgeFuseError
     from edgefuse.trust import read_bounded
 
     p = Path(path)
@@ -142,7 +155,7 @@ def image_input(path: str | Path, spec: dict[str, Any]) -> tuple[np.ndarray, lis
         raise ContractError(f"{exc}; give a regular PNG file of at most {MAX_IMAGE_BYTES} bytes") from None
     try:
         gray = _read_gray(p, data)
-    except ContractError:
+    except (ContractError, BackendUnavailableError):
         raise
     except Exception as exc:
         raise ContractError(
@@ -251,7 +264,11 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     arrays = read_npz(args.npz) if args.npz else None  # refused before the artifact is loaded
     with load(
-        args.artifact, profile=args.profile, backend=args.backend, manifest_sha256=args.manifest_sha256
+        args.artifact,
+        profile=args.profile,
+        backend=args.backend,
+        threads=args.threads,
+        manifest_sha256=args.manifest_sha256,
     ) as session:
         if arrays is not None:
             inputs = _add_batch(arrays, session)

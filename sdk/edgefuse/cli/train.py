@@ -23,6 +23,7 @@ from edgefuse.cli._common import (
     positive_float,
     pretrain_epochs_int,
     progress_callback,
+    require_extra,
     seed_int,
 )
 
@@ -136,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
 
+    require_extra("train", "train")  # one line naming the extra, not a traceback, on a device without torch
     out = check_out_path(args.out)  # fail before importing torch and spending minutes on training
     from edgefuse.errors import CheckpointError
     from edgefuse.outputs import CHECKPOINT, check_output

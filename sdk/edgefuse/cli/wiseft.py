@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgefuse.cli._common import add_data_args, alphas_arg, check_out_path, load_data, probability
+from edgefuse.cli._common import (
+    add_data_args,
+    alphas_arg,
+    check_out_path,
+    load_data,
+    probability,
+    require_extra,
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefuse.errors import CheckpointError
     from edgefuse.outputs import CHECKPOINT, check_output
 
+    require_extra("wise-ft", "train", ("torch", "safetensors", "matplotlib"))  # the plot needs matplotlib
     out = check_out_path(args.out)  # before importing torch
     # refused before any work: an existing folder that is not a replaceable checkpoint, or an input
     check_output(

@@ -163,6 +163,24 @@ class _ArtifactRunner:
         return out
 
 
+def _graph_cost(graph: GraphSpec) -> dict[str, Any] | None:
+    """FLOPs and bytes per operation of ``graph`` at batch 1 in fp32, for roofline estimates on a device.
+
+    Counted on the torch module (:func:`edgefuse.roofline.count_torch`), so every format's manifest has
+    them and a device without torch or onnx can estimate; ``None`` (logged) if counting fails.
+    """
+    from edgefuse.roofline import count_torch
+
+    try:
+        cost = count_torch(graph.module, graph.example(1))
+    except Exception as exc:  # counting is best effort: it never fails an export
+        logger.warning(
+            "could not count the operations of graph %s (%s); no estimate from it", graph.name, exc
+        )
+        return None
+    return {**cost.to_dict(), "counted_from": "torch operations at export, batch 1, fp32"}
+
+
 def _fusion_params(model: Any, modalities: list[str]) -> dict[str, Any]:
     params = model.fusion.fusion_parameters()
     idx = [model.modality_names.index(m) for m in modalities]
@@ -437,6 +455,7 @@ def export_cached(
                 and data.get("format") == fmt
                 and data.get("precision") == precision
                 and data.get("layout") == ("monolithic" if monolithic else "split")
+                and all("cost" in g for g in data.get("graphs", {}).values())  # older exports lack it
                 and (
                     precision != "int8"
                     or (data.get("int8") or {}).get("settings") == int8_stages.settings_summary(int8)
@@ -748,6 +767,7 @@ def _write_artifact(
                 "outputs": [o.to_dict() for o in g.outputs],
                 "batch": converted[g.name].batch,
                 "details": converted[g.name].details,
+                "cost": _graph_cost(g),
             }
             for g in graphs
         },

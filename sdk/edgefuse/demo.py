@@ -449,8 +449,10 @@ def _bench(
     failures: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Benchmark each profile's runnable artifact; a failed counting export is added to ``failures``."""
-    from edgefuse.bench import _peak_rss_subprocess, bench_artifact, estimate_from_onnx
+    from edgefuse.bench.artifact import bench_artifact, budget_check, estimate_pattern, model_bytes
+    from edgefuse.bench.timing import peak_rss_subprocess
     from edgefuse.export import export_cached
+    from edgefuse.manifest import read_manifest
 
     counting, _ = export_cached(
         ckpt, COUNTING_PROFILE, "onnx", root / "export" / COUNTING_PROFILE / "onnx-fp32"
@@ -459,20 +461,21 @@ def _bench(
     if counting.status == "failed" and failures is not None and not reported:
         reason = f"the ONNX export that counts FLOPs and bytes for the estimates failed: {counting.reason}"
         failures.append(_failure(COUNTING_PROFILE, "onnx", "fp32", reason))
+    counted = read_manifest(counting.folder) if counting.status == "ok" and counting.folder else None
     out = []
     for prof in profiles:
         backend, row = _runnable(prof, exports)
         if backend is None:
             estimates = {}
-            if counting.status == "ok" and counting.folder is not None:
+            if counted is not None:
                 from edgefuse.robustness import subsets
 
                 precision = next((e["precision"] for e in exports if e["profile"] == prof.id), "fp32")
                 kept = [m for m in FULL if prof.has_modality(m)]
-                estimates = {
-                    "+".join(t): estimate_from_onnx(counting.folder, t, prof, precision)
-                    for t in subsets(kept)
-                }
+                for t in subsets(kept):
+                    est = estimate_pattern(counted, t, prof, prof.backends[0], precision=precision)
+                    size = model_bytes(counted, est.get("graphs", ()), precision)
+                    estimates["+".join(t)] = {**est, "budget": budget_check(prof, est, size)}
             out.append(
                 {"profile": prof.id, "backend": None, "reason": row, "results": [], "estimates": estimates}
             )
@@ -496,18 +499,19 @@ def _bench(
         rss = None
         if cfg.rss:
             full = report["results"][0]["pattern"].split("+")
-            rss = _peak_rss_subprocess(
+            rss = peak_rss_subprocess(
                 "artifact",
                 {"artifact": row["folder"], "profile": prof.id, "backend": backend, "pattern": full},
             )
         for r in report["results"]:
             r.pop("peak_rss_mb", None)
             r.pop("rss_scope", None)
-            if r["estimate"].get("ms") is None and counting.status == "ok" and counting.folder is not None:
-                r["estimate"] = {
-                    **estimate_from_onnx(counting.folder, r["pattern"].split("+"), prof, row["precision"]),
-                    "note": "counted from the ONNX export of the same model",
-                }
+            if r["estimate"].get("ms") is None and counted is not None:
+                est = estimate_pattern(
+                    counted, r["pattern"].split("+"), prof, backend, precision=row["precision"]
+                )
+                r["estimate"] = {**est, "note": "counted from the ONNX export of the same model"}
+                r["budget"] = budget_check(prof, est, r["size_bytes"])
         (root / "bench").mkdir(parents=True, exist_ok=True)
         (root / "bench" / f"{prof.id.replace('/', '__')}.json").write_text(
             json.dumps(report, indent=2, default=str)

@@ -314,7 +314,7 @@ def _check_graphs(data: Mapping[str, Any], where: str, dim: int) -> None:
                     f"{g} names the file {f!r}, which is not listed in files[] with its size and sha256 "
                     "(rule: every file EdgeFuse opens is listed and checked)",
                 )
-        for key in ("batch", "details"):
+        for key in ("batch", "details", "cost"):
             if graph.get(key) is not None and not isinstance(graph[key], Mapping):
                 raise _fail(where, f"{g}.{key} must be an object or null")
         parsed[gname] = (

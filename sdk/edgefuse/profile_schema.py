@@ -103,7 +103,18 @@ _TOP_FIELDS = (
     "budgets",
 )
 _SENSOR_FIELDS = ("kind", "count", "modality")
-_COMPUTE_FIELDS = ("peak_gflops", "peak_gflops_source", "memory_bandwidth_gbs", "memory_bandwidth_source")
+_COMPUTE_FIELDS = (
+    "peak_gflops",
+    "peak_gflops_source",
+    "memory_bandwidth_gbs",
+    "memory_bandwidth_source",
+    "efficiency",
+    "efficiency_source",
+    "call_overhead_ms",
+    "call_overhead_source",
+)
+#: Backend classes of the roofline estimate's efficiency factor (see :mod:`edgefuse.roofline`).
+BACKEND_CLASSES = ("cpu", "gpu", "npu")
 _BUDGET_FIELDS = ("latency_ms", "memory_mb")
 
 
@@ -150,16 +161,29 @@ class Compute:
         peak_gflops_source: Where the peak compute figures come from (spec sheet, estimate and how...).
         memory_bandwidth_gbs: Peak memory bandwidth in GB/s.
         memory_bandwidth_source: Where the bandwidth figure comes from.
+        efficiency: Optional backend class (``cpu``, ``gpu``, ``npu``) -> fraction of the peak compute a
+            runtime of that class reaches on this device (0..1]; classes not given use the defaults of
+            :data:`edgefuse.roofline.EFFICIENCY`.
+        efficiency_source: Where those fractions come from (required with ``efficiency``).
+        call_overhead_ms: Optional backend name -> fixed time per graph call in ms (>= 0); backends not
+            given use :data:`edgefuse.roofline.CALL_OVERHEAD_MS`.
+        call_overhead_source: Where those times come from (required with ``call_overhead_ms``).
     """
 
     peak_gflops: Mapping[str, float] = field(hash=False)
     peak_gflops_source: str
     memory_bandwidth_gbs: float
     memory_bandwidth_source: str
+    efficiency: Mapping[str, float] = field(default_factory=dict, hash=False)
+    efficiency_source: str | None = None
+    call_overhead_ms: Mapping[str, float] = field(default_factory=dict, hash=False)
+    call_overhead_source: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.peak_gflops, MappingProxyType):
-            object.__setattr__(self, "peak_gflops", MappingProxyType(dict(self.peak_gflops)))
+        for name in ("peak_gflops", "efficiency", "call_overhead_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
 
     def peak(self, precision: str) -> float | None:
         """Return the peak GFLOP/s at ``precision``, or ``None`` when the profile gives no figure."""
@@ -172,6 +196,19 @@ class Compute:
             "peak_gflops_source": self.peak_gflops_source,
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs,
             "memory_bandwidth_source": self.memory_bandwidth_source,
+            **(
+                {"efficiency": dict(self.efficiency), "efficiency_source": self.efficiency_source}
+                if self.efficiency
+                else {}
+            ),
+            **(
+                {
+                    "call_overhead_ms": dict(self.call_overhead_ms),
+                    "call_overhead_source": self.call_overhead_source,
+                }
+                if self.call_overhead_ms
+                else {}
+            ),
         }
 
 
@@ -445,12 +482,52 @@ def _parse_compute(reader: _Reader, value: object, precisions: tuple[str, ...]) 
         reader.require(table, "memory_bandwidth_source", "compute.memory_bandwidth_source", "a string"),
         "compute.memory_bandwidth_source",
     )
+    efficiency = _sourced_table(reader, table, "efficiency", BACKEND_CLASSES, "backend class", upper=1.0)
+    overhead = _sourced_table(reader, table, "call_overhead_ms", BACKENDS, "backend", upper=None)
     return Compute(
         peak_gflops=peaks,
         peak_gflops_source=peak_source,
         memory_bandwidth_gbs=bandwidth,
         memory_bandwidth_source=bandwidth_source,
+        efficiency=efficiency,
+        efficiency_source=_source_of(reader, table, "efficiency", "efficiency_source"),
+        call_overhead_ms=overhead,
+        call_overhead_source=_source_of(reader, table, "call_overhead_ms", "call_overhead_source"),
     )
+
+
+def _sourced_table(
+    reader: _Reader,
+    table: Mapping[str, Any],
+    key: str,
+    allowed: Sequence[str],
+    what: str,
+    upper: float | None,
+) -> dict[str, float]:
+    """``compute.<key>``: an optional table of ``allowed`` names -> positive numbers (``<= upper``)."""
+    if key not in table:
+        return {}
+    out: dict[str, float] = {}
+    for name, number in reader.table(table[key], f"compute.{key}").items():
+        path = f"compute.{key}.{name}"
+        choice = reader.choice(name, path, allowed, what)
+        value = reader.positive_float(number, path)
+        if upper is not None and value > upper:
+            raise reader.error(f"field '{path}' = {value} must be <= {upper} (a fraction of the peak)")
+        out[choice] = value
+    return out
+
+
+def _source_of(reader: _Reader, table: Mapping[str, Any], key: str, source_key: str) -> str | None:
+    """The ``compute.<source_key>`` string; required when ``compute.<key>`` is given."""
+    if source_key not in table:
+        if key in table:
+            raise reader.error(
+                f"field 'compute.{source_key}' is missing; say where compute.{key} comes from "
+                "(measured how, or the estimate's arithmetic)"
+            )
+        return None
+    return reader.string(table[source_key], f"compute.{source_key}")
 
 
 def _parse_budgets(reader: _Reader, value: object, ram_mb: int) -> Budgets:

@@ -14,8 +14,8 @@ from typing import Any
 
 from edgefuse.cli._common import (
     MAX_COUNT,
-    MAX_THREADS,
     add_pin_arg,
+    add_runtime_threads_arg,
     check_out_path,
     check_pin,
     int_in,
@@ -55,12 +55,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=100,
         help=f"timed calls at batch 1, 1..{MAX_COUNT} (default 100)",
     )
-    p.add_argument(
-        "--threads",
-        type=int_in(1, MAX_THREADS),
-        default=None,
-        help=f"intra-op threads for a plain model file, 1..{MAX_THREADS}",
-    )
+    add_runtime_threads_arg(p)
     p.add_argument(
         "--cache-dir",
         default=None,
@@ -114,7 +109,7 @@ def _data(args: argparse.Namespace, target: Path, checkpoint: bool) -> Any:
     """The dataset of ``--data`` (None without it), loaded as the checkpoint or artifact recorded it."""
     import math
 
-    from edgefuse.bench_precisions import load_bench_data
+    from edgefuse.bench.precisions import load_bench_data
     from edgefuse.errors import ContractError
 
     if not math.isfinite(args.max_int8_drop) or args.max_int8_drop < 0:
@@ -163,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from edgefuse.bench import bench_artifact, bench_checkpoint, bench_model
-    from edgefuse.bench_report import columns, definitions, notes, save_report, table_rows
+    from edgefuse.bench.report import columns, definitions, notes, save_report, table_rows
     from edgefuse.errors import ContractError
     from edgefuse.outputs import write_file
     from edgefuse.runtime.backends.torch import is_checkpoint
@@ -193,10 +188,8 @@ def run(args: argparse.Namespace) -> int:
         raise ContractError("--cache-dir applies to checkpoints (where their exports are cached)")
     if target.is_dir():
         checkpoint = is_checkpoint(target)
-        if args.threads is not None:
-            kind = "checkpoints" if checkpoint else "artifacts"
-            raise ContractError(f"--threads applies to plain model files; {kind} use the profile's threads")
         common: dict[str, Any] = {
+            "threads": args.threads,
             "profile": args.profile,
             "backends": _backends(args.backend),
             "patterns": args.patterns,
@@ -256,7 +249,10 @@ def run(args: argparse.Namespace) -> int:
     for key, text in definitions(report).items():
         out_console.print(Text.assemble((key, "bold"), f": {text}"))
     for text in notes(report):
-        out_console.print(f"note: {text}")
+        if text.startswith("WARNING "):
+            out_console.print(Text(text, style="bold yellow"))
+        else:
+            out_console.print(f"note: {text}")
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,10 @@
     One profile in full; an unknown id exits 2 with the known ids and the closest match.
 ``edgefuse profiles validate PATH... [--json]``
     Validate files or folders; exits 1 when any profile is invalid, after reporting every error.
+``edgefuse profiles calibrate-host [--out PATH] [--threads N] [--seconds S] [--id ID] [--overwrite]``
+    Measure this machine (float32 GEMM, memory copy, each runtime's per-call overhead) and write it as a
+    profile, for ``edgefuse bench --profile PATH``: the roofline estimate of this host against what it
+    measures here.
 """
 
 from __future__ import annotations
@@ -76,7 +80,76 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--json", action="store_true", help="print JSON to stdout instead of a report"
     )
     validate_parser.set_defaults(_handler=_run_validate)
+
+    calibrate = sub.add_parser(
+        "calibrate-host",
+        help="measure this machine (GEMM GFLOP/s, copy bandwidth, per-call overhead) into a profile",
+        description="Measure this machine's float32 GEMM throughput, memory copy bandwidth and each "
+        "installed runtime's per-call overhead, and write them as a device profile (TOML). Example: "
+        "edgefuse profiles calibrate-host --threads 1 --out host.toml && "
+        "edgefuse bench ARTIFACT --profile host.toml --threads 1",
+    )
+    calibrate.add_argument(
+        "--out", default="host-profile.toml", help="profile file to write (default: host-profile.toml)"
+    )
+    calibrate.add_argument(
+        "--threads",
+        type=_int_in(1, 1024),
+        default=None,
+        help="threads for the GEMM and the copy, and the profile's threads (default: every core)",
+    )
+    calibrate.add_argument(
+        "--seconds", type=float, default=2.0, help="time per measurement, 0.1..60 (default 2)"
+    )
+    calibrate.add_argument("--id", default=None, help="profile id (default: host/this-machine)")
+    calibrate.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    calibrate.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    calibrate.set_defaults(_handler=_run_calibrate)
     return parser
+
+
+def _int_in(low: int, high: int) -> Any:
+    from edgefuse.cli._common import int_in
+
+    return int_in(low, high)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+
+    from edgefuse.bench.host import DEFAULT_HOST_ID, calibrate_host, host_profile_toml
+    from edgefuse.cli._common import check_out_path
+    from edgefuse.errors import ContractError
+    from edgefuse.outputs import write_file
+    from edgefuse.profiles import load_profile_file
+
+    out = check_out_path(args.out, "--out")
+    if out.suffix != ".toml":
+        raise ContractError(f"--out {out}: a profile file ends in .toml")
+    if os.path.lexists(out) and not args.overwrite:
+        raise ContractError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
+    if out.is_dir():
+        raise ContractError(f"--out {out} is a folder; give a .toml file path")
+    from edgefuse.cli._common import plain_console
+
+    plain_console(stderr=True).print(
+        "measuring this machine (GEMM, memory copy, per-call overhead)...", style="dim"
+    )
+    console = _console()
+    result = calibrate_host(threads=args.threads, seconds=args.seconds)
+    text = host_profile_toml(result, args.id or DEFAULT_HOST_ID)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_file(out, text)
+    profile = load_profile_file(out)  # what was written is a valid profile
+    if args.json:
+        _print_json({**result, "profile": profile.to_dict(), "path": str(out)})
+        return 0
+    overhead = ", ".join(f"{b} {ms * 1e3:.1f} µs" for b, ms in result["call_overhead_ms"].items())
+    console.print(
+        f"{result['cpu']}, {result['threads']} thread(s): GEMM {result['gemm_gflops']:.1f} GFLOP/s, "
+        f"copy {result['copy_gbs']:.1f} GB/s, per-call overhead {overhead or 'no runtime installed'}"
+    )
+    console.print(f"profile {profile.id} written to {out}; use it with --profile {out}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,6 +261,12 @@ def _run_show(args: argparse.Namespace) -> int:
             unit = "GOP/s" if precision == "int8" else "GFLOP/s"
             rows.append((f"peak {precision}", f"{_fmt_number(peak)} {unit}"))
     rows.append(("peak source", profile.compute.peak_gflops_source))
+    if profile.compute.efficiency:
+        eff = ", ".join(f"{k} {v:g}" for k, v in profile.compute.efficiency.items())
+        rows.append(("efficiency", f"{eff} ({profile.compute.efficiency_source})"))
+    if profile.compute.call_overhead_ms:
+        ovh = ", ".join(f"{k} {v:g} ms" for k, v in profile.compute.call_overhead_ms.items())
+        rows.append(("call overhead", f"{ovh} ({profile.compute.call_overhead_source})"))
     if profile.budgets is not None:
         latency = profile.budgets.latency_ms
         memory = profile.budgets.memory_mb

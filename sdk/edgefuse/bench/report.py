@@ -1,7 +1,7 @@
 """Rendering of benchmark reports: the table's columns and cells, notes, Markdown, and the saved report.
 
-Pure presentation of the dict :mod:`edgefuse.bench` measures (which re-exports these names);
-matplotlib is imported inside :func:`save_report`.
+Pure presentation of the dict :mod:`edgefuse.bench` measures; matplotlib is imported inside
+:func:`save_report`. Host measurements and target estimates never share a column or a plot panel.
 """
 
 from __future__ import annotations
@@ -39,14 +39,27 @@ DEFINITIONS: dict[str, str] = {
     "size_bytes": "bytes of the model files the session loads (graphs only; manifest and reference excluded)",
     "load_ms": "cold load: wall time to build the session (read, verify sha256, create backend sessions)",
     "first_ms": "first inference at batch 1 right after loading (includes lazy backend initialisation)",
-    "p50_ms/p90_ms/p99_ms": "warm latency percentiles at batch 1 over --iters calls after --warmup calls",
+    "p50_ms/p90_ms/p99_ms": (
+        "warm latency percentiles at batch 1 over --iters calls (timed in 5 blocks) after --warmup calls"
+    ),
     "mean_ms": "mean warm latency at batch 1 over the same calls",
+    "iqr_ms": "spread: 75th minus 25th percentile of those calls",
+    "cv": (
+        "spread: coefficient of variation of the 5 block medians (%); above 10% the row is flagged as noisy"
+    ),
     "throughput_b1": "samples/s at batch 1: iters / total warm time of those calls",
-    "throughput_b8": "samples/s at batch 8: 8 x calls / total time of warm batch-8 calls",
+    "throughput_b8": "samples/s at batch 8: 8 x calls / total time of as many warm batch-8 calls as batch 1",
     "peak_rss_mb": "peak resident set size (VmHWM; ru_maxrss off Linux) of a fresh subprocess that loads and runs it",
     "estimate_ms": (
-        "ESTIMATE, not a measurement: roofline max(FLOPs / profile peak, bytes / profile bandwidth) for the "
-        "profile's target, FLOPs and bytes counted from the ONNX graphs that run"
+        "ESTIMATE for the profile's target, not a measurement: calls x per-call overhead + sum over "
+        "operations of max(FLOPs / (peak x efficiency), bytes / bandwidth), with the profile's peak and "
+        "bandwidth and the backend class's efficiency and overhead (each with its source in the JSON); "
+        "operations counted at export (manifest) or from the ONNX graphs"
+    ),
+    "budget": (
+        "the profile's [budgets] against the target ESTIMATE: latency_ms, and memory_mb against the model's "
+        "weights + its largest operation's tensors; pass when 2x the estimate fits, fail when half of it "
+        "does not, uncertain in between (the estimate's stated margin)"
     ),
 }
 
@@ -63,10 +76,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("p90_ms", "p90 ms"),
     ("p99_ms", "p99 ms"),
     ("mean_ms", "mean ms"),
+    ("iqr_ms", "IQR ms"),
+    ("cv", "CV %"),
     ("throughput_b1", "b1 /s"),
     ("throughput_b8", "b8 /s"),
     ("peak_rss_mb", "peak RSS MiB"),
-    ("estimate", "estimate ms"),
+    ("estimate", "target estimate ms"),
+    ("budget", "target budget (estimate)"),
 )
 
 
@@ -77,6 +93,10 @@ def columns(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         skip.add("accuracy")
     if report.get("rss") is False:
         skip.add("peak_rss_mb")
+    if not any(
+        r.get("budget") and (r["budget"]["latency"] or r["budget"]["memory"]) for r in report["results"]
+    ):
+        skip.add("budget")
     return [(k, title) for k, title in COLUMNS if k not in skip]
 
 
@@ -93,8 +113,12 @@ def format_cell(key: str, value: Any) -> str:
         ms = value.get("ms") if isinstance(value, Mapping) else None
         bound = value.get("bound") if isinstance(value, Mapping) else None
         text = "n/a" if ms is None else f"~{ms:.4f} (estimate{', ' + bound + '-bound' if bound else ''})"
+    elif key == "budget":
+        text = _budget_cell(value)
     elif value is None:
         text = "-"
+    elif key == "cv":
+        text = f"{100 * value:.1f}"
     elif key == "size_bytes":
         text = f"{value / 1024:.1f}"
     elif key == "accuracy":
@@ -106,6 +130,20 @@ def format_cell(key: str, value: Any) -> str:
     else:
         text = str(value)
     return text
+
+
+def _budget_cell(budget: Any) -> str:
+    """``latency pass (~3.1 / 100 ms), memory fail (~150 / 128 MB)``; ``-`` without budgets."""
+    if not isinstance(budget, Mapping):
+        return "-"
+    parts = []
+    for key, unit in (("latency", "ms"), ("memory", "MB")):
+        verdict = budget.get(key)
+        value = budget.get("latency_ms" if key == "latency" else "memory_mb")
+        limit = budget.get("latency_budget_ms" if key == "latency" else "memory_budget_mb")
+        if verdict is not None:
+            parts.append(f"{key} {verdict} (~{value:.3g} / {limit:g} {unit})")
+    return ", ".join(parts) or "-"
 
 
 def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
@@ -122,6 +160,7 @@ def notes(report: Mapping[str, Any]) -> list[str]:
     ]
     if report.get("accuracy_data"):
         out.append(f"accuracy measured on {report['accuracy_data']}")
+    out += [f"WARNING {w}" for w in report.get("warnings", [])]
     rss = report.get("rss") is not False
     for r in report["results"]:
         for text in (r["estimate"].get("note"), f"peak RSS: {r.get('rss_scope')}" if rss else None):
@@ -169,22 +208,28 @@ def save_report(report: Mapping[str, Any], folder: str | Path) -> dict[str, Path
     results = report["results"]
     labels = [f"{r['backend']} {r.get('precision') or ''}\n{r['pattern']}" for r in results]
     x = np.arange(len(results))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(results)), 3.5))
+    est = [r["estimate"].get("ms") for r in results]
+    panels = 2 if any(e is not None for e in est) else 1
+    fig, axes = plt.subplots(
+        1,
+        panels,
+        figsize=(panels * max(4.0, 1.6 * len(results)), 3.8),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    ax = axes[0][0]
     width = 0.25
     for k, (key, name) in enumerate((("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"))):
         ax.bar(x + (k - 1) * width, [r[key] for r in results], width, label=name)
-    est = [r["estimate"].get("ms") for r in results]
-    if any(e is not None for e in est):
-        ax.scatter(
-            x,
-            [math.nan if e is None else e for e in est],
-            marker="x",
-            color="black",
-            label="estimate (roofline)",
-        )
     ax.set_xticks(x, labels)
     ax.set_ylabel("latency at batch 1 (ms)")
-    ax.set_title(f"latency per pattern: {Path(str(report['artifact'])).name}")
+    ax.set_title(f"measured on this host: {Path(str(report['artifact'])).name}")
     ax.legend()
+    if panels == 2:
+        ax2 = axes[0][1]
+        ax2.bar(x, [math.nan if e is None else e for e in est], 0.5, color="#888888", hatch="//")
+        ax2.set_xticks(x, labels)
+        ax2.set_ylabel("ESTIMATE (ms)")
+        ax2.set_title(f"roofline ESTIMATE on the target of {report.get('profile')}")
     save_figure(fig, paths["plot"])
     return paths

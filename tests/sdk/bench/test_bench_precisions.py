@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from edgefuse.bench import bench_artifact, bench_checkpoint
-from edgefuse.bench_precisions import INT8_NEEDS_DATA, labelled_split, side_by_side
-from edgefuse.bench_report import columns, render_markdown
+from edgefuse.bench.precisions import INT8_NEEDS_DATA, labelled_split, side_by_side
+from edgefuse.bench.report import columns, render_markdown
 from edgefuse.cli import main
 from edgefuse.errors import ContractError
 

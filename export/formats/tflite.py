@@ -255,12 +255,20 @@ def _compact_names(content: bytes) -> bytes:
     litert-torch names each tensor after the full module path of the exporter's wrappers (hundreds of
     bytes each, ~8% of an int8 encoder file). Signatures map their keys to tensor *indices*, and the
     runtime reads inputs and outputs through signatures, so nothing depends on these names.
+
+    A file whose constant buffers are stored by offset after the flatbuffer (ai-edge-quantizer writes
+    larger models that way, e.g. EfficientNet-Lite0) is returned unchanged: rebuilding the flatbuffer
+    would drop that trailing data.
     """
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    if any(getattr(b, "offset", 0) for b in model.buffers or []):
+        logger.info("constant buffers stored by offset: tensor names kept (renaming would drop them)")
+        return content
     for subgraph in model.subgraphs:
-        io = set(subgraph.inputs or []) | set(subgraph.outputs or [])
+        # numpy arrays after parsing: `array([0]) or []` would be [] (a one-element array of 0 is falsy)
+        io = {int(i) for ids in (subgraph.inputs, subgraph.outputs) if ids is not None for i in ids}
         for i, tensor in enumerate(subgraph.tensors):
             if i not in io:
                 tensor.name = f"t{i}".encode()

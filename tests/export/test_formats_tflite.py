@@ -210,3 +210,26 @@ def test_unavailable_runner_raises_with_reason(monkeypatch, split) -> None:  # t
     )
     with pytest.raises(BackendUnavailableError, match="ai-edge-litert is missing"):
         exporter.load_runner(folder, converted["head"], graphs["head"])
+
+
+def test_compact_names_keeps_files_with_offset_buffers() -> None:
+    """ai-edge-quantizer stores large constant buffers by offset after the flatbuffer (EfficientNet-Lite0
+    int8): rebuilding the flatbuffer to rename tensors would drop them, so such a file is left as it is."""
+    import copy
+    from pathlib import Path
+
+    import edgefuse.bench
+    from ai_edge_litert.tools import flatbuffer_utils
+    from edgefuse.export.formats.tflite import _compact_names
+
+    tiny = (Path(edgefuse.bench.__file__).parent / "data" / "tiny.tflite").read_bytes()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tiny))
+    model.subgraphs[0].tensors.append(copy.deepcopy(model.subgraphs[0].tensors[0]))
+    model.subgraphs[0].tensors[-1].name = b"a/very/long/module/path/name"
+    plain = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    renamed = flatbuffer_utils.convert_bytearray_to_object(bytearray(_compact_names(plain)))
+    assert renamed.subgraphs[0].tensors[-1].name == b"t2"  # inputs and outputs keep their names
+    assert renamed.subgraphs[0].tensors[0].name == b"serving_default_args_0"
+    model.buffers[-1].offset, model.buffers[-1].size = 1, 4  # stored by offset
+    with_offset = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    assert _compact_names(with_offset) == with_offset

@@ -163,6 +163,10 @@ class _ArtifactRunner:
         return out
 
 
+#: How the operation counts in a manifest were made (an export with other counts is not reused).
+COST_COUNTER = "torch operations at export, batch 1, fp32; element-wise ops and BatchNorm fused (v2)"
+
+
 def _graph_cost(graph: GraphSpec) -> dict[str, Any] | None:
     """FLOPs and bytes per operation of ``graph`` at batch 1 in fp32, for roofline estimates on a device.
 
@@ -178,7 +182,7 @@ def _graph_cost(graph: GraphSpec) -> dict[str, Any] | None:
             "could not count the operations of graph %s (%s); no estimate from it", graph.name, exc
         )
         return None
-    return {**cost.to_dict(), "counted_from": "torch operations at export, batch 1, fp32"}
+    return {**cost.to_dict(), "counted_from": COST_COUNTER}
 
 
 def _fusion_params(model: Any, modalities: list[str]) -> dict[str, Any]:
@@ -455,7 +459,11 @@ def export_cached(
                 and data.get("format") == fmt
                 and data.get("precision") == precision
                 and data.get("layout") == ("monolithic" if monolithic else "split")
-                and all("cost" in g for g in data.get("graphs", {}).values())  # older exports lack it
+                # counts made by this counter (older exports lack them or counted differently)
+                and all(
+                    (g.get("cost") or {}).get("counted_from") == COST_COUNTER
+                    for g in data.get("graphs", {}).values()
+                )
                 and (
                     precision != "int8"
                     or (data.get("int8") or {}).get("settings") == int8_stages.settings_summary(int8)

@@ -69,7 +69,9 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
     bench = [b for b in report["bench"] if b["results"]]
     if not bench:  # nothing ran here (every export failed or none is runnable): no latency plot
         return paths
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.15 * max(1, len(bench)) + 2), 4.6), constrained_layout=True)
+    fig, (ax, ax_est) = plt.subplots(
+        1, 2, figsize=(2 * max(6.0, 1.15 * max(1, len(bench)) + 2), 4.8), constrained_layout=True
+    )
     x = np.arange(len(bench))
     for k, pattern in enumerate(patterns):
         pos = x + (k - (len(patterns) - 1) / 2) * width
@@ -88,32 +90,27 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
             yerr=[[0] * len(err), err],
             color=_PATTERN_COLORS.get(pattern),
             capsize=2,
-            label=f"{pattern}: p50 (bar) to p90, here",
+            label=f"{pattern}: p50 (bar) to p90",
         )
-        ax.scatter(
-            pos,
-            est,
-            marker="x",
-            color="black",
-            zorder=3,
-            label="roofline ESTIMATE for the target" if k == 0 else None,
-        )
-    ax.set_yscale("log")
-    values = [
-        v
-        for b in bench
-        for r in b["results"]
-        for v in (r["p90_ms"], (r.get("estimate") or {}).get("ms"))
-        if v and v > 0
-    ]
-    if values:
-        ax.set_ylim(min(values) / 2, max(values) * 2)
-    ax.set_xticks(
-        x, [f"{b['profile']}\n({b['backend']})" for b in bench], rotation=30, ha="right", fontsize=8
-    )
+        ax_est.bar(pos, est, width, color=_PATTERN_COLORS.get(pattern), hatch="//", label=pattern)
+    ticks = [f"{b['profile']}\n({b['backend']})" for b in bench]
+    for axis, values, title in (
+        (ax, [r["p90_ms"] for b in bench for r in b["results"]], "MEASURED on this machine"),
+        (
+            ax_est,
+            [(r.get("estimate") or {}).get("ms") for b in bench for r in b["results"]],
+            "roofline ESTIMATE on each profile's target (not measured)",
+        ),
+    ):
+        axis.set_yscale("log")
+        positive = [v for v in values if v and v > 0]
+        if positive:
+            axis.set_ylim(min(positive) / 2, max(positive) * 2)
+        axis.set_xticks(x, ticks, rotation=30, ha="right", fontsize=8)
+        axis.set_title(title, fontsize=10)
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncols=4)
     ax.set_ylabel("latency at batch 1 (ms, log)")
-    ax.set_title("Latency per profile: measured on this machine (bars) vs estimated on the target (x)")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncols=4)
+    ax_est.set_ylabel("ESTIMATE at batch 1 (ms, log)")
     paths["latency"] = save_figure(fig, out / "latency.png")
     return paths
 
@@ -121,6 +118,18 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
 # --------------------------------------------------------------------------------------------------
 # HTML
 # --------------------------------------------------------------------------------------------------
+
+
+def _budget_html(budget: Any) -> str:
+    """The budget verdicts of one row (pass green, fail red, uncertain amber), or ``–`` without budgets."""
+    from edgefuse.bench.report import format_cell
+
+    text = format_cell("budget", budget)
+    if text == "-":
+        return "–"
+    color = "#b00020" if "fail" in text else "#a86b00" if "uncertain" in text else "#1b7f3b"
+    return f"<span style='color:{color}'>{_e(text)}</span>"
+
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1d2433;background:#f6f7f9}
@@ -438,8 +447,9 @@ def render_demo_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> st
                         _e(b["profile"]),
                         _e(pattern),
                         _e(f"not runnable here: {b.get('reason')}"),
-                        *["–"] * 8,
+                        *["–"] * 9,
                         _e(f"~{est['ms']:.4f} ({est.get('bound')}-bound)" if est.get("ms") else "n/a"),
+                        _budget_html(est.get("budget")),
                     ]
                 )
             continue
@@ -455,6 +465,7 @@ def render_demo_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> st
                     _num(r["p50_ms"], 3),
                     _num(r["p90_ms"], 3),
                     _num(r["p99_ms"], 3),
+                    _e("–" if r.get("cv") is None else f"{100 * r['cv']:.1f}"),
                     _e(f"{r['throughput_b1']:,.0f}"),
                     _e(f"{r['throughput_b8']:,.0f}"),
                     _num(b.get("peak_rss_mb"), 1),
@@ -463,6 +474,7 @@ def render_demo_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> st
                         if est.get("ms")
                         else est.get("note", "n/a")
                     ),
+                    _budget_html(r.get("budget")),
                 ]
             )
     lat_table = _table(
@@ -475,10 +487,12 @@ def render_demo_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> st
             "p50 ms",
             "p90 ms",
             "p99 ms",
+            "CV %",
             "b1 /s",
             "b8 /s",
             "peak RSS MiB",
             "ESTIMATE ms on target",
+            "budget (target ESTIMATE)",
         ],
         lat_rows,
         left=3,
@@ -545,7 +559,12 @@ test rows, with only the modalities of the pattern present (the other encoders d
 {acc_table}
 
 <h2>Latency per profile</h2>
-{_img(plots["latency"], "latency per profile", "Bars: p50 at batch 1 measured on this machine (whisker to p90); x: roofline ESTIMATE for the profile's target.") if "latency" in plots else '<p class="sub">No artifact was benchmarked on this machine (see the export table).</p>'}
+{_img(plots["latency"], "latency per profile", "Left: p50 at batch 1 measured on this machine (whisker to p90). Right, a separate panel: the roofline ESTIMATE for each profile's target, never a measurement.") if "latency" in plots else '<p class="sub">No artifact was benchmarked on this machine (see the export table).</p>'}
+<p class="sub">Budgets: each profile's <code>[budgets]</code> (latency_ms, memory_mb) checked against the
+target <b>estimate</b> (memory: the model's weights plus its largest operation's tensors): pass when twice the
+estimate fits, fail when half of it does not, uncertain in between. This AV-digits model is tiny; the realistic
+workload (EfficientNet-Lite0 + DS-CNN + IMU CNN) is measured per profile by
+<code>benchmarks/bench_workload.py</code> (README, "Benchmarks").</p>
 {lat_table}
 
 <h2>Definitions</h2>

@@ -370,8 +370,12 @@ def count_torch(module: Any, inputs: Sequence[Any]) -> GraphCost:
     """Count FLOPs and bytes per ATen operation of ``module(*inputs)`` (run once, no gradient).
 
     FLOPs of matrix products, convolutions and attention come from ``torch.utils.flop_counter`` (2 per
-    multiply-add); any other operation counts one per output element; views count nothing. Bytes per
-    operation are its tensor inputs read (weights included) plus its outputs written.
+    multiply-add); any other operation counts one per output element; views and tensor creation count
+    nothing. Bytes per operation are its tensor inputs read (weights included) plus its outputs written,
+    except for **fused** operations: element-wise ones (ATen's ``pointwise`` tag: activations, residual
+    adds...) and inference BatchNorm are counted with their FLOPs but no bytes, because the runtimes
+    EdgeFuse exports to (ONNX Runtime, XNNPACK/LiteRT, Core ML, TensorRT) fuse them into the operation
+    that produces their input instead of making another pass over memory.
 
     Args:
         module: A ``torch.nn.Module`` (or any callable running torch operations).
@@ -396,9 +400,11 @@ def count_torch(module: Any, inputs: Sequence[Any]) -> GraphCost:
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             packet = func._overloadpacket
-            if _is_view(func):
+            read = tensor_bytes((args, kwargs))
+            if _is_view(func) or not read:  # a view, or a creation op (empty, zeros...)
                 return out
-            moved = tensor_bytes((args, kwargs)) + tensor_bytes(out)
+            fused = torch.Tag.pointwise in func.tags or packet.__name__ in _FUSED_OPS
+            moved = 0 if fused else read + tensor_bytes(out)
             if packet in flop_registry:
                 flops = int(flop_registry[packet](*args, **kwargs, out_val=out))
             else:
@@ -411,6 +417,10 @@ def count_torch(module: Any, inputs: Sequence[Any]) -> GraphCost:
     with torch.no_grad(), _Counter():
         module(*inputs)
     return GraphCost(sum(f for f, _ in ops), sum(b for _, b in ops), (), tuple(ops))
+
+
+#: Inference normalisation ops that runtimes fold into the preceding convolution or matrix product.
+_FUSED_OPS = frozenset({"native_batch_norm", "_native_batch_norm_legit_no_training", "batch_norm"})
 
 
 def _is_view(func: Any) -> bool:

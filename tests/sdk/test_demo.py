@@ -134,10 +134,16 @@ def test_demo_bench_per_profile(demo: dict[str, Any]) -> None:
             assert row["throughput_b8"] > 0
             assert row["estimate"]["kind"] == "estimate"
             assert row["estimate"]["ms"] > 0
+            assert row["cv"] is not None
     assert bench["nvidia/jetson-orin-nano"]["backend"] == "onnxruntime"  # tensorrt skipped, next in order
+    # the smart speaker has budgets: each pattern is checked against its target estimate
+    for row in bench["generic/smart-speaker"]["results"]:
+        assert row["budget"]["latency"] == "pass"  # a tiny model, far inside 200 ms on a Cortex-A53
+        assert row["budget"]["memory"] == "pass"
     iphone = bench["apple/iphone-15-pro"]
     assert iphone["results"] == []
     assert all(e["ms"] > 0 for e in iphone["estimates"].values())
+    assert all(e["budget"]["memory"] == "pass" for e in iphone["estimates"].values())
 
 
 def test_demo_html_is_self_contained(demo: dict[str, Any]) -> None:
@@ -206,7 +212,7 @@ def test_report_renders_in_headless_chromium(demo: dict[str, Any], tmp_path: Pat
 def test_a_failing_backend_is_reported_per_profile(
     demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edgefuse.bench
+    import edgefuse.bench.artifact
     from edgefuse.demo import DemoConfig, _bench, _Steps
     from edgefuse.profiles import get_profile
     from edgefuse.runtime.errors import BackendError
@@ -214,7 +220,7 @@ def test_a_failing_backend_is_reported_per_profile(
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise BackendError("onnxruntime cannot load encoder_audio.onnx: simulated")
 
-    monkeypatch.setattr(edgefuse.bench, "bench_artifact", broken)
+    monkeypatch.setattr(edgefuse.bench.artifact, "bench_artifact", broken)
     report = demo["first"]
     rows = _bench(
         [get_profile("generic/x86-64")],

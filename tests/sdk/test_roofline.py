@@ -62,9 +62,12 @@ def test_count_torch_matches_hand_count_and_skips_views() -> None:
     gemm = 2 * 5 * 800
     relu = 800
     assert cost.flops == conv + relu + gemm  # Flatten and the Linear's transpose are views: not counted
+    bn = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8)).eval()
+    assert count_torch(bn, [torch.zeros(1, 3, 10, 10)]).ops[1][1] == 0  # inference BatchNorm: folded
     assert len(cost.ops) == 3
     conv_bytes = (300 + 8 * 27 + 8 + 800) * 4  # input + weight + bias read, output written
     assert cost.ops[0] == (conv, conv_bytes)
+    assert cost.ops[1] == (relu, 0)  # element-wise: fused into the conv by every runtime, no memory pass
     assert GraphCost.from_dict(cost.to_dict()).ops == cost.ops
 
 

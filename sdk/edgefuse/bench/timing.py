@@ -149,9 +149,9 @@ def noise_warnings(rows: list[Mapping[str, Any]], load: Mapping[str, Any]) -> li
 
 
 def peak_rss_subprocess(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Run :func:`rss_child` in a fresh interpreter; ``{"peak_rss_mb", "rss_scope"}``."""
+    """Run :func:`edgefuse.bench.child.rss_child` in a fresh interpreter; ``{"peak_rss_mb", "rss_scope"}``."""
     code = (
-        "import sys, json; from edgefuse.bench.timing import rss_child; "
+        "import sys, json; from edgefuse.bench.child import rss_child; "
         "print(json.dumps(rss_child(*json.loads(sys.argv[1]))))"
     )
     try:
@@ -187,40 +187,3 @@ def ru_maxrss_mb() -> float:
         pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
-
-
-def rss_child(kind: str, spec: dict[str, Any]) -> dict[str, float]:
-    """In a fresh process: load and run a few calls, then report the peak RSS in MiB.
-
-    ``kind`` ``"artifact"``: ``spec`` has ``artifact``, ``profile``, ``backend``, ``pattern`` and
-    optionally ``threads`` and ``zero_fill`` (every modality given, absent ones as zeros, all marked
-    present: what a model without presence handling is fed). ``"model"``: ``path`` and ``threads``.
-    """
-    if kind == "artifact":
-        from edgefuse.bench.artifact import pattern_inputs
-        from edgefuse.runtime import load
-
-        session = load(
-            spec["artifact"],
-            profile=spec.get("profile"),
-            backend=spec.get("backend"),
-            threads=spec.get("threads"),
-        )
-        pattern = tuple(spec["pattern"])
-        inputs1, inputs8 = pattern_inputs(session, pattern, zero_fill=bool(spec.get("zero_fill")))
-        for _ in range(5):
-            session.predict(inputs1)
-        session.predict(inputs8)
-        session.close()
-    else:
-        from pathlib import Path
-
-        from edgefuse.bench.model import ModelRunner
-        from edgefuse.trust import read_bounded
-
-        path = Path(spec["path"])
-        runner = ModelRunner(path, spec.get("threads"), read_bounded(path, max_bytes=4 << 30, what="model"))
-        runner.run(1)
-        if runner.batch_dynamic:
-            runner.run(8)
-    return {"peak_rss_mb": ru_maxrss_mb()}

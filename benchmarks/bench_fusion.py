@@ -28,9 +28,17 @@ per-side medians of the same blocks. The memory bandwidth is measured in the sam
 NumPy copy (read + write). Column ``other``: the share of the CPUs other processes used while the row
 was measured (``_timing.OtherLoad``); above 5% the run is flagged as not idle.
 
+Per-row weights (issue 16): the kernel with (B, M) fusion weights (one per row and modality, as a
+reliability gate gives them) against the same kernel with (M,) weights, same inputs otherwise, at
+(B=1, D=256) and (B=4096, D=512), one thread, paired blocks (``row_weights_vs_fixed_b*`` = time((B, M)) /
+time((M,))). Before timing, the (B, M) kernel is checked against ``fuse_reference`` on a mixed mask with
+NaN in absent rows and slots, zero weights (NaN behind them too) and a row whose present weights are
+all 0, and (B, M) rows equal to the (M,) weights must give the (M,) result bit for bit.
+
 Targets (issue 2, against the fastest lean torch at equal threads): at B=1 the kernel is >= 10x faster
 than torch and >= 3x faster than NumPy; at B=4096 >= 2x faster than torch and, at one thread,
-kernel_gbs >= 50% of memcpy_gbs. Exit status: see benchmarks/_targets.py (1 when a target is missed).
+kernel_gbs >= 50% of memcpy_gbs. Issue 16: (B, M) weights cost <= 1.2x the time of (M,) weights at
+both sizes. Exit status: see benchmarks/_targets.py (1 when a target is missed).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from edgefuse import _fusion
 from edgefuse.fusion import fuse_reference
 
 CASES = [(1, 3, 256), (4096, 3, 512)]
+ROW_WEIGHT_CASES = [(1, 3, 256), (4096, 3, 512)]  # (B, M, D) for (B, M) vs (M,) weights
 BUSY = 0.05  # share of the CPUs used by other processes above which a run is flagged as not idle
 WEIGHTS = [1.0, 2.0, 0.5]
 
@@ -70,6 +79,10 @@ def targets(n_threads: int) -> list[Target]:
     if n_threads > 1:
         out[1:1] = [Target(f"B1_t{n_threads}_torch_over_kernel", ">=", 10.0, f"B=1, {n_threads} threads")]
         out.append(Target(f"B4096_t{n_threads}_torch_over_kernel", ">=", 2.0, f"B=4096, {n_threads} threads"))
+    out += [
+        Target("row_weights_vs_fixed_b1", "<=", 1.2, "B=1, D=256: (B, M) weights <= 1.2x the time of (M,)"),
+        Target("row_weights_vs_fixed_b4096", "<=", 1.2, "B=4096, D=512: (B, M) weights <= 1.2x (M,)"),
+    ]
     return out
 
 
@@ -147,6 +160,71 @@ def check_same_math(b: int, m: int, d: int, rng: np.random.Generator, module) ->
         got = f(t_emb, t_mask, w, g, be, p["eps"]).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
     np.testing.assert_allclose(module(t_emb, t_mask).numpy(), want, rtol=1e-4, atol=1e-4, err_msg="module")
+
+
+def check_row_weights(b: int, m: int, d: int, rng: np.random.Generator) -> None:
+    """The (B, M)-weights kernel matches ``fuse_reference``: NaN in absent rows and slots and behind zero
+    weights, a row whose present weights are all 0, counts; (B, M) rows equal to (M,) give the same bits."""
+    embeddings = [rng.standard_normal((b, d)).astype(np.float32) for _ in range(m)]
+    gamma, beta = (rng.standard_normal(d).astype(np.float32) for _ in range(2))
+    weights = (rng.random((b, m)) * 2 + 0.1).astype(np.float32)
+    if b == 1:
+        mask = np.array([[True, False, True][:m]])
+        weights[0, 2] = 0  # present but weighted 0: only modality 0 is used
+    else:
+        mask = rng.random((b, m)) < 0.6
+        mask[0] = False  # an all-absent row
+        mask[1] = True
+        weights[1] = 0  # every modality present, every weight 0: fuses like an all-absent row
+        weights[rng.random((b, m)) < 0.2] = 0
+    used = mask & (weights > 0)
+    for e, u in zip(embeddings, used.T, strict=True):
+        e[~u] = np.nan  # absent or weighted 0: must never be read
+    got, counts = _fusion.fuse_with_counts(embeddings, mask, weights, gamma, beta)
+    want, want_counts = fuse_reference(embeddings, mask, weights, gamma, beta)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg="(B, M) kernel vs fuse_reference")
+    np.testing.assert_array_equal(counts, used.sum(axis=1))
+    np.testing.assert_array_equal(counts, want_counts)
+    if b > 1:
+        np.testing.assert_array_equal(got[1], beta)  # all-zero present weights == all-absent row
+        np.testing.assert_array_equal(got[0], beta)
+    fixed = np.array(WEIGHTS[:m], np.float32)
+    clean = [np.nan_to_num(e) for e in embeddings]
+    np.testing.assert_array_equal(
+        _fusion.fuse(clean, mask, np.tile(fixed, (b, 1)), gamma, beta),
+        _fusion.fuse(clean, mask, fixed, gamma, beta),
+        err_msg="(B, M) rows equal to the (M,) weights",
+    )
+
+
+def measure_row_weights(b: int, m: int, d: int, rng: np.random.Generator, quick: bool) -> dict:
+    """time((B, M) weights) / time((M,) weights), one thread, every modality present, paired blocks."""
+    check_row_weights(b, m, d, rng)
+    embeddings = [rng.standard_normal((b, d)).astype(np.float32) for _ in range(m)]
+    mask = np.ones((b, m), bool)
+    gamma, beta = (rng.standard_normal(d).astype(np.float32) for _ in range(2))
+    fixed = np.array(WEIGHTS[:m], np.float32)
+    rows = (rng.random((b, m)) * 2 + 0.1).astype(np.float32)  # what a per-row gate gives: C-contiguous
+
+    def kernel_rows() -> object:
+        return _fusion.fuse(embeddings, mask, rows, gamma, beta, 1e-5)
+
+    def kernel_fixed() -> object:
+        return _fusion.fuse(embeddings, mask, fixed, gamma, beta, 1e-5)
+
+    inner = (2000 if b == 1 else 20) // (4 if quick else 1)
+    repeats = 7 if quick else 15
+    with OtherLoad() as load:
+        ratio, rows_us, fixed_us = paired_ratio(kernel_rows, kernel_fixed, inner, repeats)
+    return {
+        "B": b,
+        "M": m,
+        "D": d,
+        "rows_us": rows_us,
+        "fixed_us": fixed_us,
+        "ratio": ratio,
+        "other_load": load.share,
+    }
 
 
 def measure_case(
@@ -237,8 +315,11 @@ def run(quick: bool = False, n_threads: int | None = None) -> dict:
             results["cases"] = [measure_case(b, m, d, thread_counts, rng, quick) for b, m, d in CASES]
     finally:
         torch.set_num_threads(torch_threads_before)
+    results["row_weights"] = [measure_row_weights(b, m, d, rng, quick) for b, m, d in ROW_WEIGHT_CASES]
     results["memcpy_gbs"] = memcpy_gbs()
     values = {}
+    for r in results["row_weights"]:
+        values[f"row_weights_vs_fixed_b{r['B']}"] = r["ratio"]
     for c in results["cases"]:
         for r in c["rows"]:
             for k in ("torch", "module", "numpy"):
@@ -293,7 +374,15 @@ def report(results: dict) -> None:
     print(
         f"memory bandwidth (NumPy copy, read+write): {results['memcpy_gbs']:.1f} GB/s; kernel at B={large['B']}: {gbs}"
     )
+    for r in results["row_weights"]:
+        other = "?" if r["other_load"] is None else f"{r['other_load']:.0%}"
+        print(
+            f"per-row weights, B={r['B']}, D={r['D']}, 1 thread: (B, M) {r['rows_us']:.2f} µs, (M,) "
+            f"{r['fixed_us']:.2f} µs, ratio {r['ratio']:.3f} (other {other}); checked against fuse_reference "
+            "with NaN in absent rows and behind zero weights"
+        )
     busy = [r["other_load"] for c in results["cases"] for r in c["rows"] if r["other_load"] is not None]
+    busy += [r["other_load"] for r in results["row_weights"] if r["other_load"] is not None]
     if busy and max(busy) > BUSY:
         print(
             f"WARNING: other processes used up to {max(busy):.0%} of the CPUs during a row (column 'other'): "

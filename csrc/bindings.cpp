@@ -292,6 +292,93 @@ struct Prepared {
   std::int64_t threads = 1;
 };
 
+// One fusion weight: finite, and 0 (= that modality is absent) or >= FLT_MIN. `where` is "[m]" or
+// "[b, m]".
+void check_weight(float w, const std::string& where) {
+  if (!(std::isfinite(w) && w >= 0.0f)) {
+    std::ostringstream s;
+    s << "weights" << where << " = " << w
+      << "; fusion weights must be finite and >= 0 (0 = that modality is ignored, as if absent)";
+    fail(s.str());
+  }
+  if (w != 0.0f && w < FLT_MIN) {
+    fail("weights" + where + " = " + fmt_float(w) +
+         " is denormal in float32; fusion weights must be 0 or >= 1.1754944e-38 (float32's smallest "
+         "normal). Only ratios matter: rescale the weights (e.g. w / w.max())");
+  }
+}
+
+// The cheap test (no string built): 0, or a finite normal positive float32.
+inline bool usable_weight(float w) { return (w >= FLT_MIN && w <= FLT_MAX) || w == 0.0f; }
+
+std::string idx2(std::int64_t b, std::int64_t m) {
+  return "[" + std::to_string(b) + ", " + std::to_string(m) + "]";
+}
+
+// weights: (M,) shared by every row, or (B, M) one per row; float32, every value checked (see
+// check_weight) and every row's float32 sum (in the kernel's order) finite. A (B, M) array may have any
+// row stride; one whose last axis is not contiguous (e.g. w.T of an (M, B) array) is copied first.
+void prepare_weights(Prepared& p, py::handle weights, std::int64_t B, std::int64_t M) {
+  // The messages' shapes, built only for an error (the (M,) path of a B=1 call is a few microseconds).
+  auto bm = [&] { return "(B, M) = (" + std::to_string(B) + ", " + std::to_string(M) + ")"; };
+  if (!py::isinstance<py::array>(weights)) {
+    as_array(weights, "weights", "of float32 with shape (" + std::to_string(M) + ",) or " + bm() +
+                                     " (fusion weights)");  // throws the TypeError
+  }
+  py::array wa = py::reinterpret_borrow<py::array>(weights);
+  require_float32(wa, "weights");
+  if (wa.ndim() == 1) {
+    if (wa.shape(0) != M) {
+      fail("weights must have shape (" + std::to_string(M) + ",) (one fusion weight per modality) or " + bm() +
+           " (one per row and modality); got shape " + shape_str(wa));
+    }
+    if (M > 1 && wa.strides(0) != static_cast<py::ssize_t>(sizeof(float))) {
+      fail("weights is not contiguous; pass np.ascontiguousarray(weights)");
+    }
+    const auto* w = static_cast<const float*>(wa.data());
+    float total = 0.0f;  // in the kernel's order: every per-row subset sum is <= this one
+    for (std::int64_t m = 0; m < M; ++m) {
+      if (!usable_weight(w[m])) check_weight(w[m], "[" + std::to_string(m) + "]");
+      total += w[m];
+    }
+    if (!std::isfinite(total)) {
+      fail("weights sum to inf in float32 (largest " + fmt_float(*std::max_element(w, w + M)) +
+           "); the sum of all fusion weights must be <= 3.4028235e+38. Only ratios matter: rescale all "
+           "weights (e.g. w / w.sum())");
+    }
+    p.args.weights = w;
+    p.args.weights_row_stride = 0;
+    p.keep.push_back({wa, "weights", -1});
+    return;
+  }
+  if (wa.ndim() != 2 || wa.shape(0) != B || wa.shape(1) != M) {
+    fail("weights must have shape " + bm() + " (one fusion weight per row and modality) or (" +
+         std::to_string(M) + ",) (one per modality); got shape " + shape_str(wa));
+  }
+  if (M > 1 && B > 0 && wa.strides(1) != static_cast<py::ssize_t>(sizeof(float))) {
+    // The kernel reads a row's M weights contiguously: a C-contiguous copy (B * M floats).
+    wa = py::module_::import("numpy").attr("ascontiguousarray")(wa).cast<py::array>();
+  }
+  const std::int64_t rs = row_stride_elems(wa, "weights", 0, 1);
+  const auto* base = static_cast<const float*>(wa.data());
+  for (std::int64_t b = 0; b < B; ++b) {
+    const float* w = base + b * rs;
+    float total = 0.0f;  // the kernel's order
+    for (std::int64_t m = 0; m < M; ++m) {
+      if (!usable_weight(w[m])) check_weight(w[m], idx2(b, m));
+      total += w[m];
+    }
+    if (!std::isfinite(total)) {
+      fail("weights[" + std::to_string(b) + ", :] sum to inf in float32 (largest " +
+           fmt_float(*std::max_element(w, w + M)) + "); each row's fusion weights must sum to <= "
+           "3.4028235e+38. Only ratios matter: rescale the row (e.g. w / w.sum(axis=1, keepdims=True))");
+    }
+  }
+  p.args.weights = base;
+  p.args.weights_row_stride = rs;
+  p.keep.push_back({wa, "weights", -1});
+}
+
 Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py::handle gamma,
                  py::handle beta, py::handle eps, py::handle out, py::handle threads) {
   Prepared p;
@@ -413,32 +500,7 @@ Prepared prepare(py::handle embeddings, py::handle mask, py::handle weights, py:
       fail("every entry of embeddings is None, so the feature size D is unknown; pass gamma or beta of shape (D,)");
     }
   }
-  if (!weights.is_none()) {
-    py::array wa = py::reinterpret_borrow<py::array>(
-        vector_param(weights, "weights", M, "one fusion weight per modality"));
-    const auto* w = static_cast<const float*>(wa.data());
-    float total = 0.0f;  // in the kernel's order: every per-row subset sum is <= this one
-    for (std::int64_t m = 0; m < M; ++m) {
-      if (!(std::isfinite(w[m]) && w[m] > 0.0f)) {
-        std::ostringstream s;
-        s << "weights[" << m << "] = " << w[m] << "; fusion weights must be finite and > 0";
-        fail(s.str());
-      }
-      if (w[m] < FLT_MIN) {
-        fail("weights[" + std::to_string(m) + "] = " + fmt_float(w[m]) +
-             " is denormal in float32; fusion weights must be >= 1.1754944e-38 (float32's smallest "
-             "normal). Only ratios matter: rescale all weights (e.g. w / w.max())");
-      }
-      total += w[m];
-    }
-    if (!std::isfinite(total)) {
-      fail("weights sum to inf in float32 (largest " + fmt_float(*std::max_element(w, w + M)) +
-           "); the sum of all fusion weights must be <= 3.4028235e+38. Only ratios matter: rescale all "
-           "weights (e.g. w / w.sum())");
-    }
-    p.args.weights = w;
-    p.keep.push_back({wa, "weights", -1});
-  }
+  if (!weights.is_none()) prepare_weights(p, weights, B, M);
   py::object go = vector_param(gamma, "gamma", D, "LayerNorm scale");
   py::object bo = vector_param(beta, "beta", D, "LayerNorm shift");
   if (!go.is_none()) {
@@ -579,8 +641,15 @@ Args:
         Rows may be strided (negative strides too), elements within a row must be contiguous.
     mask: optional bool or uint8 (0/1) array of shape (B, M); True = present. None = every non-None
         modality present in every row.
-    weights: optional float32 (M,), each finite and >= 1.1754944e-38 (float32's smallest normal), with a
-        finite float32 sum; renormalised over the modalities present in each row (only ratios matter).
+    weights: optional float32 fusion weights, either (M,) (one per modality, shared by every row) or
+        (B, M) (one per row and modality, e.g. from a per-row reliability gate); the same rules for both.
+        Each weight is finite and either 0 or >= 1.1754944e-38 (float32's smallest normal), and the
+        float32 sum of each row's weights is finite. In each row the weights are renormalised over the
+        modalities present there (only ratios matter). A weight of 0 acts exactly as absent: that
+        (row, modality)'s data is never read (NaN there cannot leak) and it is not counted; a row whose
+        present modalities all weigh 0 is an all-absent row (see Returns). An (M,) array must be
+        contiguous; a (B, M) one may have any row stride (0 and negative too), and is copied when its
+        last axis is not contiguous. None = every weight 1.
     gamma, beta: optional float32 (D,) LayerNorm scale and shift, every value finite.
     eps: LayerNorm epsilon added to the biased variance: a float (or int / NumPy scalar, not bool) whose
         float32 value is finite and normal, i.e. in [1.1754944e-38, 3.4028235e+38] (1e-50 would become 0).
@@ -590,9 +659,10 @@ Args:
         the calling thread only; at most B are used).
 
 Returns:
-    float32 array (B, D). A row with no modality present fuses to the zero vector, so its output is beta
-    (zeros without beta); use fuse_with_counts to see which rows those are. The data of an absent
-    (row, modality) is never read: NaN or Inf there cannot reach the output. From finite present
+    float32 array (B, D). A row with no modality used (none present, or every present one weighted 0)
+    fuses to the zero vector, so its output is beta (zeros without beta); use fuse_with_counts to see
+    which rows those are. The data of an absent or 0-weighted (row, modality) is never read: NaN or Inf
+    there cannot reach the output. From finite present
     embeddings the output is never NaN, however large they are (a row whose float32 statistics would
     overflow is recomputed in double); it is finite unless LayerNorm * gamma + beta itself exceeds
     float32's range (only with |gamma| or |beta| near 3.4e38), where it saturates to +-Inf.
@@ -601,7 +671,8 @@ Raises:
     FusionTypeError (a TypeError): an argument has the wrong Python type (not a numpy array / list, a str
         or bool eps, a float or bool threads).
     FusionInputError (a ValueError): wrong dtype, rank, shape, alignment, mismatched B or D, bad mask
-        values, weights not normal/positive or summing to inf, NaN/Inf in gamma or beta, eps out of
+        values, a weight negative, NaN, Inf or denormal (named: weights[m] or weights[b, m]), weights
+        of a shape other than (M,) or (B, M), a (row of) weights summing to inf, NaN/Inf in gamma or beta, eps out of
         float32's normal range, threads out of range, out overlapping an input.
     FusionResourceError (a RuntimeError): a worker thread could not be started (out of memory for its
         stack or of the thread quota); the output was not computed (an out= buffer may hold partial
@@ -613,7 +684,8 @@ Raises:
         py::arg("eps") = 1e-5, py::kw_only(), py::arg("out") = py::none(), py::arg("threads") = 1);
   m.def("fuse_with_counts", &fuse_with_counts_py,
         "Like fuse (same arguments, same validation and errors), and also return int32 counts (B,): the "
-        "number of modalities present in each row (0 = an all-absent row, whose output is beta or zeros).",
+        "number of modalities used in each row, i.e. present AND with a weight > 0 (0 = a row with none "
+        "used -- all absent, or every present one weighted 0 -- whose output is beta or zeros).",
         py::arg("embeddings"), py::arg("mask") = py::none(), py::arg("weights") = py::none(),
         py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("eps") = 1e-5, py::kw_only(),
         py::arg("out") = py::none(), py::arg("threads") = 1);

@@ -61,13 +61,16 @@ void fuse_rows(const FusionArgs& a, std::int64_t row_begin, std::int64_t row_end
 
   for (std::int64_t b = row_begin; b < row_end; ++b) {
     float* __restrict out = a.out + b * a.out_row_stride;
+    // This row's weights: the shared (M,) vector (row stride 0) or row b of a (B, M) array.
+    const float* wrow = a.weights ? a.weights + b * a.weights_row_stride : nullptr;
 
-    // Which modalities are present in this row, and the renormalised weights.
+    // Which modalities are used in this row (present, weight > 0), and the renormalised weights.
     int n = 0;
     float wsum = 0.0f;
     for (std::int64_t m = 0; m < a.modalities; ++m) {
       if (!is_present(a, b, m)) continue;
-      const float w = a.weights ? a.weights[m] : 1.0f;
+      const float w = wrow ? wrow[m] : 1.0f;
+      if (w == 0.0f) continue;  // weight 0 = absent: the row's data is not read
       rows[n] = a.emb[m] + b * a.emb_row_stride[m];
       wts[n] = w;
       wsum += w;
@@ -76,7 +79,8 @@ void fuse_rows(const FusionArgs& a, std::int64_t row_begin, std::int64_t row_end
     if (a.counts) a.counts[b] = n;
 
     if (n == 0 || D == 0) {
-      // Fused vector is zero; LayerNorm(0) = 0, so the row is beta (or zeros). (D = 0: nothing to write.)
+      // No modality used (none present, or all weighted 0): the fused vector is zero; LayerNorm(0) = 0,
+      // so the row is beta (or zeros). (D = 0: nothing to write.)
       if (beta) {
         std::copy(beta, beta + D, out);
       } else {
@@ -87,7 +91,8 @@ void fuse_rows(const FusionArgs& a, std::int64_t row_begin, std::int64_t row_end
 
     // Renormalise over the present modalities. A division per weight, not a reciprocal: with wsum above
     // 2^126 the reciprocal is denormal (0 under flush-to-zero), w / wsum is in (0, 1] (wsum is finite:
-    // the float32 sum of all M weights is, and a subset sum in the same order is no larger).
+    // the float32 sum of the row's M weights is, and a subset sum in the same order is no larger; it is
+    // >= FLT_MIN > 0: every used weight is normal).
     for (int k = 0; k < n; ++k) wts[k] /= wsum;
 
     // Weighted mean, accumulated in the output row (D floats: stays in L1). Each present embedding

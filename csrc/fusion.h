@@ -1,17 +1,18 @@
 // EdgeFuse masked-fusion kernel: plain C++ (no Python), called by bindings.cpp.
 //
-// For each row b of a batch:
-//   present(b, m)  = modality m is present in row b
-//   fused[b, :]    = sum_m w[m] * present(b, m) * e_m[b, :] / sum_m w[m] * present(b, m)
+// For each row b of a batch, with w[b, m] the fusion weights (one (M,) vector shared by every row, or
+// one per row: FusionArgs::weights_row_stride):
+//   used(b, m)     = modality m is present in row b AND w[b, m] > 0   (a weight of 0 acts as absent)
+//   fused[b, :]    = sum_m w[b, m] * used(b, m) * e_m[b, :] / sum_m w[b, m] * used(b, m)
 //   out[b, :]      = LayerNorm(fused[b, :]) * gamma + beta   (biased variance, eps inside the sqrt)
-// A row with no modality present fuses to the zero vector, so out[b, :] = beta (0 without beta);
-// its count is 0 and no division by zero happens.
-// The data of an absent (row, modality) is never read.
+// A row with no modality used (none present, or every present one weighted 0) fuses to the zero vector,
+// so out[b, :] = beta (0 without beta); its count is 0 and no division by zero happens.
+// The data of an unused (row, modality) -- absent or weighted 0 -- is never read.
 //
 // Numerical contract (the bindings validate the preconditions, fuse_rows trusts them):
-//   * preconditions: every weight is finite and >= FLT_MIN (normal) and the float32 sum of all M
-//     weights is finite; gamma and beta are finite; eps is finite and >= FLT_MIN; out does not overlap
-//     any input.
+//   * preconditions: every weight is finite and either 0 or >= FLT_MIN (normal), and the float32 sum
+//     of each row's M weights (in order m = 0..M-1) is finite; gamma and beta are finite; eps is finite
+//     and >= FLT_MIN; out does not overlap any input.
 //   * then the output is never NaN for finite embeddings, however large: a row whose float32 mean or
 //     variance would overflow (|values| beyond ~1e19) is recomputed with double accumulators. An output
 //     element is finite unless LayerNorm(fused) * gamma + beta itself exceeds float32's range, where it
@@ -44,13 +45,17 @@ struct FusionArgs {
   const std::uint8_t* mask = nullptr;
   std::int64_t mask_stride_b = 0;
   std::int64_t mask_stride_m = 0;
-  const float* weights = nullptr;  // (M,) finite, >= FLT_MIN, finite float32 sum; nullptr = all ones
+  // Fusion weights: row b's M weights are weights[b * weights_row_stride + m] (contiguous in m); a
+  // row stride of 0 shares one (M,) vector across the batch. Each finite and 0 or >= FLT_MIN, each
+  // row's float32 sum finite; nullptr = all ones.
+  const float* weights = nullptr;
+  std::int64_t weights_row_stride = 0;  // in elements (may be negative or 0)
   const float* gamma = nullptr;    // (D,) finite, or nullptr for ones
   const float* beta = nullptr;     // (D,) finite, or nullptr for zeros
   float eps = 1e-5f;               // finite, >= FLT_MIN
   float* out = nullptr;            // (B, D), rows out_row_stride apart; overlaps no input
   std::int64_t out_row_stride = 0;
-  std::int32_t* counts = nullptr;  // optional (B,): number of modalities present per row
+  std::int32_t* counts = nullptr;  // optional (B,): modalities used per row (present, weight > 0)
 };
 
 // Thrown by fuse() when a worker thread cannot be started (out of memory or of the thread quota).

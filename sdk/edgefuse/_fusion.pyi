@@ -11,7 +11,7 @@ MAX_THREADS: int
 def fuse(
     embeddings: Sequence[npt.NDArray[np.float32] | None] | npt.NDArray[np.float32],
     mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None,
-    weights: npt.NDArray[np.float32] | None = None,
+    weights: npt.NDArray[np.float32] | None = None,  # (M,) or (B, M); 0 = absent
     gamma: npt.NDArray[np.float32] | None = None,
     beta: npt.NDArray[np.float32] | None = None,
     eps: float = 1e-5,
@@ -22,7 +22,7 @@ def fuse(
 def fuse_with_counts(
     embeddings: Sequence[npt.NDArray[np.float32] | None] | npt.NDArray[np.float32],
     mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None,
-    weights: npt.NDArray[np.float32] | None = None,
+    weights: npt.NDArray[np.float32] | None = None,  # (M,) or (B, M); 0 = absent
     gamma: npt.NDArray[np.float32] | None = None,
     beta: npt.NDArray[np.float32] | None = None,
     eps: float = 1e-5,

@@ -252,7 +252,7 @@ X = np.zeros((4, 8), np.float32)
         (
             lambda: _fusion.fuse([X, X], weights=np.array([1, -1], np.float32)),
             FusionInputError,
-            r"weights\[1\] = -1.*> 0",
+            r"weights\[1\] = -1.*>= 0",
         ),
         (
             lambda: _fusion.fuse([X, X], weights=np.array([1, np.nan], np.float32)),

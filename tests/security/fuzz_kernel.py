@@ -1,10 +1,11 @@
 """Fuzz the C++ fusion kernel (``edgefuse._fusion.fuse`` / ``fuse_with_counts``) with hostile input.
 
 Each call draws random shapes (B, M, D incl. 0), list or stacked embeddings, None entries, masks (bool,
-uint8, Fortran-ordered, negative strides, None), strided / negative-stride / broadcast views, extreme
-but valid values (up to float32's max, eps = FLT_MIN...), and then applies up to two mutations from a
-catalogue of hostile inputs (bad dtypes, shapes, alignment, NaN in gamma, denormal or overflowing
-weights, eps that is 0 in float32, str / bool / huge threads, out= overlapping an input, ...).
+uint8, Fortran-ordered, negative strides, None), fusion weights (M,) or per row (B, M) (zeros included;
+C, Fortran, reversed or broadcast layouts), strided / negative-stride / broadcast views, extreme but
+valid values (up to float32's max, eps = FLT_MIN...), and then applies up to two mutations from a
+catalogue of hostile inputs (bad dtypes, shapes, alignment, NaN in gamma, negative / NaN / denormal or
+overflowing weights, eps that is 0 in float32, str / bool / huge threads, out= overlapping an input, ...).
 
 Every call must either
 
@@ -12,8 +13,8 @@ Every call must either
   with a message holding the fragment that mutation expects; or
 * return outputs that contain no NaN, agree with a float64 evaluation of the contract within a float32
   error bound (and with :func:`edgefuse.fusion.fuse_reference` wherever that reference is finite), and
-  counts equal to the number of present modalities per row. Absent data is poisoned with NaN, so a read
-  of it shows up as NaN.
+  counts equal to the number of modalities used per row (present and weighted > 0). Absent and
+  0-weighted data is poisoned with NaN, so a read of it shows up as NaN.
 
 Run it on the normal build (``python tests/security/fuzz_kernel.py --calls 2000``) or, as ``make
 sanitize`` does, on an AddressSanitizer + UBSan build of the kernel (``--write-shadow DIR`` writes the
@@ -80,6 +81,7 @@ class Case:
     out: Any = None
     # Ground truth, taken before any mutation made the input invalid.
     present: np.ndarray | None = None  # (B, M) bool
+    wzero: np.ndarray | None = None  # (B, M) bool: weighted 0 when drawn (that data is poisoned too)
     rows: list[np.ndarray | None] = field(default_factory=list)  # per modality (B, D) copies, or None
     dim: int = 0
     # Expected errors: (error class name, message fragment) per invalidating mutation.
@@ -139,13 +141,20 @@ def draw_case(rng: np.random.Generator) -> Case:
     for j in range(m):
         rows.append(None if none[j] else _values(rng, (b, d)))
     case = Case(embeddings=None, present=present, rows=rows, dim=d)
+    case.weights = _draw_weights(rng, b, m)
+    case.wzero = (
+        np.zeros((b, m), bool)
+        if case.weights is None
+        else np.broadcast_to(np.asarray(case.weights) == 0, (b, m)).copy()
+    )
+    unused = ~present | case.wzero  # data never to be read: poisoned with NaN
 
     # Embeddings: a list with None entries, or one stacked (B, M, D) array (possibly M-reversed).
     stacked = not none.any() and rng.random() < 0.25
     if stacked:
         s = np.stack(rows, axis=1)  # type: ignore[arg-type]
         poisoned = s.copy()
-        poisoned[~present] = np.nan  # absent (row, modality) data must never be read
+        poisoned[unused] = np.nan  # absent or 0-weighted (row, modality) data must never be read
         if rng.random() < 0.5:
             case.embeddings = poisoned
         else:
@@ -157,8 +166,8 @@ def draw_case(rng: np.random.Generator) -> Case:
                 entries.append(None)
                 continue
             poisoned = r.copy()
-            poisoned[~present[:, j]] = np.nan
-            view = _layout(rng, poisoned) if not (~present[:, j]).any() else _layout_poisoned(rng, poisoned)
+            poisoned[unused[:, j]] = np.nan
+            view = _layout(rng, poisoned) if not unused[:, j].any() else _layout_poisoned(rng, poisoned)
             entries.append(view)
         case.embeddings = entries
 
@@ -172,8 +181,6 @@ def draw_case(rng: np.random.Generator) -> Case:
         elif layout == 2:
             mk = mk[::-1].copy()[::-1]
         case.mask = mk
-    if rng.random() < 0.5:
-        case.weights = (rng.random(m) * float(rng.choice([1.0, 1e-30, 1e30])) + 1e-37).astype(F32)
     if rng.random() < 0.5:
         case.gamma = _values(rng, (d,)) if rng.random() < 0.2 else rng.standard_normal(d).astype(F32)
     if rng.random() < 0.5:
@@ -192,6 +199,34 @@ def draw_case(rng: np.random.Generator) -> Case:
 def _pick(rng: np.random.Generator, options: list[Any]) -> Any:
     """One of ``options`` as it is (``rng.choice`` would turn a mixed list into one NumPy dtype)."""
     return options[int(rng.integers(0, len(options)))]
+
+
+def _draw_weights(rng: np.random.Generator, b: int, m: int) -> np.ndarray | None:
+    """None, (M,) or (B, M) valid fusion weights at a random scale, zeros included, in a random layout."""
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        return None
+    scale = float(rng.choice([1.0, 1e-30, 1e30]))
+    shape = (m,) if kind == 1 else (b, m)
+    w = (rng.random(shape) * scale + 1e-37).astype(F32)
+    if rng.random() < 0.5:
+        w[rng.random(shape) < 0.3] = 0  # a weight of 0 acts as absent
+        if len(shape) == 2 and b and rng.random() < 0.3:
+            w[rng.integers(0, b)] = 0  # a row whose weights are all 0: an all-absent row
+    if len(shape) == 1:
+        return w
+    layout = rng.integers(0, 5)
+    if layout == 1:
+        return np.asfortranarray(w)  # last axis strided: the bindings copy it
+    if layout == 2:
+        return w[::-1].copy()[::-1]  # negative row stride
+    if layout == 3:  # row stride 2 * (m + 1)
+        big = np.full((2 * b, m + 1), np.nan, F32)
+        big[::2, :m] = w
+        return big[::2, :m]
+    if layout == 4 and b:
+        return np.broadcast_to(w[0], (b, m))  # row stride 0 (read-only)
+    return w
 
 
 def _layout_poisoned(rng: np.random.Generator, data: np.ndarray) -> np.ndarray:
@@ -259,37 +294,57 @@ def mut_threads(rng: np.random.Generator, case: Case) -> None:
 
 
 def mut_weights(rng: np.random.Generator, case: Case) -> None:
-    m = len(case.rows)
-    w = rng.random(m).astype(F32) + F32(0.5)
+    b, m = case.present.shape  # type: ignore[union-attr]
+    rows = case.weights is not None and np.ndim(case.weights) == 2 and rng.random() < 0.8
+    shape = (b, m) if rows else (m,)
+    w = rng.random(shape).astype(F32) + F32(0.5)
     kind = rng.integers(0, 8)
     _mark(case, "weights")
     j = int(rng.integers(0, m))
+    i = int(rng.integers(0, b)) if b else 0
+    where = f"weights[{i}, {j}]" if rows else f"weights[{j}]"
+    n_errors = len(case.errors)
     if kind == 0:
-        w[j] = 1e-40
-        _error(case, "FusionInputError", "denormal")
+        if rows and b:
+            w[i, j] = 1e-40
+            _error(case, "FusionInputError", f"{where} = 1e-40 is denormal")
+        elif not rows:
+            w[j] = 1e-40
+            _error(case, "FusionInputError", "denormal")
     elif kind == 1:
-        w[:] = 3e38
-        if m >= 2:
+        w[...] = 3e38
+        if m >= 2 and (not rows or b):
             _error(case, "FusionInputError", "sum to inf")
     elif kind == 2:
-        w[j] = _pick(rng, [0.0, -1.0, np.nan, np.inf])
-        _error(case, "FusionInputError", f"weights[{j}]")
+        value = _pick(rng, [0.0, -0.0, -1.0, np.nan, np.inf, -np.inf])
+        if rows and b:
+            w[i, j] = value
+        elif not rows:
+            w[j] = value
+        if value != 0 and (not rows or b):  # 0 (and -0.0) is valid: that modality is ignored
+            _error(case, "FusionInputError", f"{where} =")
     elif kind == 3:
         w = w.astype(np.float64)  # type: ignore[assignment]
         _error(case, "FusionInputError", "weights has dtype float64")
     elif kind == 4:
-        w = np.ones(m + 1, F32)
+        w = np.ones((b + 1, m) if rows else (m + 1,), F32)
         _error(case, "FusionInputError", "weights must have shape")
     elif kind == 5:  # valid extremes: the ratio is all that matters
-        w[:] = TINY
-        w[j] = FMAX / m
+        w[...] = TINY
+        w[..., j] = FMAX / m
     elif kind == 6:
-        w = np.repeat(w, 2)[::2]  # strided
-        if m > 1:
-            _error(case, "FusionInputError", "weights is not contiguous")
+        w = np.repeat(w, 2, axis=-1)[..., ::2]  # last axis strided
+        if m > 1 and not rows:
+            _error(case, "FusionInputError", "weights is not contiguous")  # (B, M): copied, valid
     else:
-        w = list(w)  # type: ignore[assignment]
+        w = w.tolist()  # type: ignore[assignment]
         _error(case, "FusionTypeError", "weights must be a numpy.ndarray")
+    if len(case.errors) == n_errors and isinstance(w, np.ndarray):
+        # Valid: 0 where the drawn weights were 0 (the data there is NaN and must stay unread).
+        if rows:
+            w[case.wzero] = 0  # type: ignore[index]
+        else:  # (M,) replacing (B, M): 0 for every modality weighted 0 in some row
+            w[case.wzero.any(axis=0)] = 0  # type: ignore[union-attr]
     case.weights = w
 
 
@@ -424,11 +479,13 @@ def mut_out(rng: np.random.Generator, case: Case) -> None:
         if start < n:
             _error(case, "FusionInputError", f"out overlaps an input array ({target})")
     elif target == "weights":
-        mem = np.ones(n + 2 * m, F32)
+        shape = (m,) if case.weights is None else np.shape(case.weights)
+        k = int(np.prod(shape))
+        mem = np.ones(n + 2 * k, F32)
         start = int(rng.integers(0, n)) if overlap else n
         if case.weights is not None:
-            mem[start : start + m] = case.weights
-        case.weights = mem[start : start + m]
+            mem[start : start + k] = np.asarray(case.weights).reshape(-1)
+        case.weights = mem[start : start + k].reshape(shape)
         case.out = mem[:n].reshape(b, d)
         if start < n:
             _error(case, "FusionInputError", "out overlaps an input array (weights)")
@@ -465,13 +522,20 @@ def _matches(exc: Exception, cls: str, fragment: str) -> bool:
     return isinstance(exc, getattr(errors, cls)) and fragment.lower() in str(exc).lower()
 
 
+def used_mask(case: Case) -> np.ndarray:
+    """(B, M) bool: present and weighted > 0 (a weight of 0 acts as absent), for a valid call."""
+    b, m = case.present.shape  # type: ignore[union-attr]
+    w = np.ones(m, F32) if case.weights is None else np.asarray(case.weights, F32)
+    return case.present & np.broadcast_to(w > 0, (b, m))  # type: ignore[operator]
+
+
 def reference64(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The contract in float64: expected output, LayerNorm * gamma, and the float32 error bound."""
-    present = case.present
-    b, m = present.shape  # type: ignore[union-attr]
+    present = used_mask(case)
+    b, m = present.shape
     d = case.dim
     w32 = np.ones(m, F32) if case.weights is None else np.asarray(case.weights, F32)
-    w = w32.astype(np.float64)
+    w = np.broadcast_to(w32.astype(np.float64), (b, m))
     eps = float(np.float32(case.eps))
     gamma = np.ones(d) if case.gamma is None else np.asarray(case.gamma, np.float64)
     beta = np.zeros(d) if case.beta is None else np.asarray(case.beta, np.float64)
@@ -482,7 +546,7 @@ def reference64(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ks = [k for k in range(m) if present[i, k]]  # type: ignore[index]
         if not ks or d == 0:
             continue
-        ws = np.array([w[k] for k in ks])
+        ws = np.array([w[i, k] for k in ks])
         x = sum((ws[t] / ws.sum()) * case.rows[k][i].astype(np.float64) for t, k in enumerate(ks))  # type: ignore[index]
         r = max(float(np.abs(case.rows[k][i]).max()) for k in ks)  # type: ignore[index]
         c = x - x.mean()
@@ -554,8 +618,9 @@ def check(
         return
     if case.out is not None and not np.shares_memory(out, case.out) and out.size:
         stats.failures.append(f"{where}: out= was not written in place")
-    if counts is not None and not np.array_equal(counts, case.present.sum(axis=1)):  # type: ignore[union-attr]
-        stats.failures.append(f"{where}: counts {counts} != {case.present.sum(axis=1)}")  # type: ignore[union-attr]
+    used = used_mask(case)
+    if counts is not None and not np.array_equal(counts, used.sum(axis=1)):
+        stats.failures.append(f"{where}: counts {counts} != {used.sum(axis=1)} (present and weighted > 0)")
     if np.isnan(out).any():
         stats.failures.append(
             f"{where}: NaN in the output of a valid call at {np.argwhere(np.isnan(out))[:3]}"
@@ -585,7 +650,7 @@ def check(
         ref32, _ = fuse_reference(case.rows, case.present, eps=float(np.float32(case.eps)), dim=d, **kw)
     safe_rows = np.zeros(b, bool)
     for i in range(b):
-        vals = [np.abs(r[i]).max() for k, r in enumerate(case.rows) if r is not None and case.present[i, k]]  # type: ignore[index]
+        vals = [np.abs(r[i]).max() for k, r in enumerate(case.rows) if r is not None and used[i, k]]
         safe_rows[i] = not vals or max(vals) < 1e17 / np.sqrt(d)
     finite = np.isfinite(ref32) & in_range & safe_rows[:, None]
     bad32 = finite & ~(np.abs(out - ref32) <= 2 * tol + 1e-6 * np.abs(ref32))

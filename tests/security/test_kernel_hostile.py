@@ -53,6 +53,53 @@ BAD_VALUES = [
     # weights: denormal in float32, or a float32 sum that overflows
     ("weights=np.array([1, 1e-40], np.float32)", "FusionInputError", ("weights[1] = 1e-40", "denormal")),
     ("weights=np.array([3e38, 3e38], np.float32)", "FusionInputError", ("weights sum to inf", "rescale")),
+    ("weights=np.array([1, -0.5], np.float32)", "FusionInputError", ("weights[1] = -0.5", "finite and >= 0")),
+    # per-row weights (B, M): the same checks per element, the row and column named
+    ("weights=np.full((4, 2), np.nan, np.float32)", "FusionInputError", ("weights[0, 0] = nan", ">= 0")),
+    (
+        "weights=np.r_[np.ones(7), np.inf].astype(np.float32).reshape(4, 2)",
+        "FusionInputError",
+        ("weights[3, 1] = inf",),
+    ),
+    (
+        "weights=np.r_[np.ones(5), -2, 1, 1].astype(np.float32).reshape(4, 2)",
+        "FusionInputError",
+        ("weights[2, 1] = -2",),
+    ),
+    (
+        "weights=np.r_[np.ones(6), 1e-40, 1].astype(np.float32).reshape(4, 2)",
+        "FusionInputError",
+        ("weights[3, 0] = 1e-40", "denormal", "0 or >= 1.1754944e-38"),
+    ),
+    (
+        "weights=np.r_[np.ones(2), 3e38, 3e38, np.ones(4)].astype(np.float32).reshape(4, 2)",
+        "FusionInputError",
+        ("weights[1, :] sum to inf", "rescale"),
+    ),
+    (
+        "weights=np.ones((5, 2), np.float32)",
+        "FusionInputError",
+        ("weights must have shape (B, M) = (4, 2)", "(5, 2)"),
+    ),
+    (
+        "weights=np.ones((4, 3), np.float32)",
+        "FusionInputError",
+        ("weights must have shape (B, M) = (4, 2)", "(4, 3)"),
+    ),
+    ("weights=np.ones((4, 2, 1), np.float32)", "FusionInputError", ("weights must have shape", "(4, 2, 1)")),
+    ("weights=np.ones((4, 2), np.float64)", "FusionInputError", ("weights has dtype float64",)),
+    # a huge stride-0 view of the wrong shape: refused from its shape, never read or copied
+    (
+        "weights=np.broadcast_to(np.float32(1), (10**12, 2))",
+        "FusionInputError",
+        ("weights must have shape (B, M) = (4, 2)", "(1000000000000, 2)"),
+    ),
+    (
+        "weights=np.frombuffer(bytearray(36), np.float32, count=8, offset=1).reshape(4, 2)",
+        "FusionInputError",
+        ("weights is not aligned", ".copy()"),
+    ),
+    ("weights=[[1.0, 1.0]] * 4", "FusionTypeError", ("weights must be a numpy.ndarray", "(B, M) = (4, 2)")),
     # NaN / Inf in the LayerNorm parameters, with the index
     (
         "gamma=np.r_[np.ones(5), np.nan, np.ones(2)].astype(np.float32)",
@@ -98,6 +145,10 @@ ALIASES = {
     "beta": ("o = np.zeros((2, 8), np.float32)\n_fusion.{f}([X[:2]], beta=o[1], out=o)\n", "beta"),
     "weights": (
         "o = np.ones((1, 8), np.float32)\n_fusion.{f}([X[:1], Y[:1]], weights=o[0, 6:], out=o)\n",
+        "weights",
+    ),
+    "row_weights": (
+        "o = np.ones((2, 8), np.float32)\n_fusion.{f}([X[:2], Y[:2]], weights=o[1, 4:].reshape(2, 2), out=o)\n",
         "weights",
     ),
     "mask": (
@@ -210,6 +261,19 @@ FINITE_CASES = {
     "weights_extreme_ratio": "w = np.array([3e38, np.finfo(np.float32).tiny], np.float32)\n"
     "out = _fusion.{f}([X, Y], weights=w)\n"
     "ref = _fusion.{f}([X, Y], weights=np.array([1, 0.0000001], np.float32))\n",
+    # per-row weights: extreme ratios per row, huge embeddings, NaN behind a weight of 0 (never read)
+    "row_weights_extreme_ratios": "t = np.finfo(np.float32).tiny\n"
+    "w = np.array([[3e38, t], [t, 3e38], [0, 1], [1e30, 0]], np.float32)\n"
+    "out = _fusion.{f}([X, Y], weights=w, threads=2)\n"
+    "ref = _fusion.{f}([X, Y], weights=np.array([[1, 1e-7], [1e-7, 1], [0, 1], [1, 0]], np.float32))\n",
+    "row_weights_embeddings_3e38": "big = np.full((4, 8), 3e38, np.float32); big[:, ::2] *= -1\n"
+    "w = np.array([[1, 2], [0, 1], [2, 0], [3e38, 1]], np.float32)\n"
+    "out = _fusion.{f}([big, big * np.float32(0.5)], weights=w)\n"
+    "ref = _fusion.{f}([np.sign(big), np.sign(big) * np.float32(0.5)], weights=w, eps=np.finfo(np.float32).tiny)\n",
+    "row_weights_zero_hides_nan": "y = Y.copy(); y[1:3] = np.nan; z = X.copy(); z[3] = np.inf\n"
+    "w = np.ones((4, 2), np.float32); w[1:3, 1] = 0; w[3] = 0\n"
+    "out = _fusion.{f}([z, y], weights=w, beta=np.ones(8, np.float32))\n"
+    "ref = _fusion.{f}([X, Y], np.array([[1, 1], [1, 0], [1, 0], [0, 0]], bool), beta=np.ones(8, np.float32))\n",
     "eps_smallest_normal_constant_rows": "c = np.full((4, 8), 7.0, np.float32)\n"
     "out = _fusion.{f}([c, c], eps=np.finfo(np.float32).tiny)\n"
     "ref = np.zeros((4, 8), np.float32)\n",

@@ -94,3 +94,27 @@ def test_budget_memory_fails_and_missing_figures_give_none() -> None:
     assert none["latency"] is None
     assert none["memory"] is None
     assert none["ok"]
+
+
+def test_model_bytes_reads_the_manifest_sizes_and_scales_precision() -> None:
+    from types import SimpleNamespace
+
+    from edgefuse.bench.artifact import model_bytes
+
+    manifest = SimpleNamespace(
+        data={
+            "precision": "fp32",
+            "files": [
+                {"path": "encoder_audio.onnx", "size": 4000},
+                {"path": "head.onnx", "size": 1000},
+                {"path": "encoder_image.onnx", "size": 10**6},
+            ],
+            "graphs": {
+                "encoder_audio": {"files": ["encoder_audio.onnx"]},
+                "head": {"files": ["head.onnx"]},
+                "encoder_image": {"files": ["encoder_image.onnx"]},
+            },
+        }
+    )
+    assert model_bytes(manifest, ["encoder_audio", "head"]) == 5000  # the image encoder is not counted
+    assert model_bytes(manifest, ["encoder_audio", "head"], "int8") == 1250

@@ -10,15 +10,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from edgefuse.models.contract import MultimodalModel
 from edgefuse.models.fusion import MaskedFusion
 from torch import Tensor, nn
 
-__all__ = ["EncoderGraph", "GraphSpec", "HeadGraph", "IOSpec", "MonolithicGraph", "build_graphs"]
+__all__ = [
+    "COST_COUNTER",
+    "EncoderGraph",
+    "GraphSpec",
+    "HeadGraph",
+    "IOSpec",
+    "MonolithicGraph",
+    "build_graphs",
+    "graph_cost",
+]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -142,3 +155,23 @@ def build_graphs(model: MultimodalModel, modalities: Sequence[str], monolithic: 
         )
     )
     return graphs
+
+
+#: How the operation counts in a manifest were made (an export with other counts is not reused).
+COST_COUNTER = "torch operations at export, batch 1, fp32; element-wise ops and BatchNorm fused (v2)"
+
+
+def graph_cost(graph: GraphSpec) -> dict[str, Any] | None:
+    """FLOPs and bytes per operation of ``graph`` at batch 1 in fp32, for roofline estimates on a device.
+
+    Counted on the torch module (:func:`edgefuse.roofline.count_torch`), so every format's manifest has
+    them and a device without torch or onnx can estimate; ``None`` (logged) if counting fails.
+    """
+    from edgefuse.roofline import count_torch
+
+    try:
+        cost = count_torch(graph.module, graph.example(1))
+    except Exception as exc:  # counting is best effort: it never fails an export
+        _log.warning("could not count the operations of graph %s (%s); no estimate from it", graph.name, exc)
+        return None
+    return {**cost.to_dict(), "counted_from": COST_COUNTER}

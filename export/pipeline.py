@@ -40,7 +40,7 @@ from edgefuse.export import int8 as int8_stages
 from edgefuse.export.errors import ExportError, ParityError
 from edgefuse.export.formats import get_exporter
 from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner
-from edgefuse.export.graphs import GraphSpec, build_graphs
+from edgefuse.export.graphs import COST_COUNTER, GraphSpec, build_graphs, graph_cost
 from edgefuse.export.parity import Comparison, compare, raise_on_failures
 from edgefuse.export.report import ExportReport, FormatResult
 from edgefuse.export.selection import FormatChoice, plan_formats
@@ -161,28 +161,6 @@ class _ArtifactRunner:
         fused = _fusion.fuse(embeddings, None, f["weights"], f["gamma"], f["beta"], f["eps"])
         out["logits"] = self.runners["head"]({"fused": fused})["logits"]
         return out
-
-
-#: How the operation counts in a manifest were made (an export with other counts is not reused).
-COST_COUNTER = "torch operations at export, batch 1, fp32; element-wise ops and BatchNorm fused (v2)"
-
-
-def _graph_cost(graph: GraphSpec) -> dict[str, Any] | None:
-    """FLOPs and bytes per operation of ``graph`` at batch 1 in fp32, for roofline estimates on a device.
-
-    Counted on the torch module (:func:`edgefuse.roofline.count_torch`), so every format's manifest has
-    them and a device without torch or onnx can estimate; ``None`` (logged) if counting fails.
-    """
-    from edgefuse.roofline import count_torch
-
-    try:
-        cost = count_torch(graph.module, graph.example(1))
-    except Exception as exc:  # counting is best effort: it never fails an export
-        logger.warning(
-            "could not count the operations of graph %s (%s); no estimate from it", graph.name, exc
-        )
-        return None
-    return {**cost.to_dict(), "counted_from": COST_COUNTER}
 
 
 def _fusion_params(model: Any, modalities: list[str]) -> dict[str, Any]:
@@ -775,7 +753,7 @@ def _write_artifact(
                 "outputs": [o.to_dict() for o in g.outputs],
                 "batch": converted[g.name].batch,
                 "details": converted[g.name].details,
-                "cost": _graph_cost(g),
+                "cost": graph_cost(g),
             }
             for g in graphs
         },

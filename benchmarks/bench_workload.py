@@ -11,10 +11,11 @@
    one (cached by checkpoint sha256) in the format of that backend at fp32, and benchmarks each presence
    pattern the profile's sensors allow: the split artifact (only the present encoders run), the monolithic
    one (presence mask) and the monolithic one fed zeros for the absent modalities (what a model without
-   presence handling does). Every row has p50/p90/p99, IQR and CV, the artifact size, the peak RSS of a
-   fresh process, the roofline **estimate** for the profile's target and its budget check. Int8 artifacts
-   of the profiles that prefer int8 are benchmarked too, calibrated on random rows (latency and size only:
-   the workload's accuracy is not measured).
+   presence handling does; every pattern but all-present, where nothing is absent). Every row has
+   p50/p90/p99, IQR and CV, the artifact size, the peak RSS of a fresh process, the roofline **estimate**
+   for the profile's target and its budget check. Split int8 artifacts of the profiles that list int8 are
+   benchmarked too, calibrated on random rows (latency and size only: the workload's accuracy is not
+   measured).
 4. The top-level figures, each measured in this process (interleaved blocks for the ratios):
 
    * ``split_vs_monolithic_all_present`` = split p50 / monolithic p50, every modality present, x86-64

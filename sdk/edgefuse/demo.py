@@ -430,6 +430,26 @@ def _accuracy(
     return rows
 
 
+def _corruption(data: Any, root: Path, labels: Mapping[str, str], steps: _Steps) -> dict[str, Any]:
+    """Fused and single-modality accuracy of the baseline and the kept model under corrupted sensors.
+
+    Audio noise and image noise at severities 1-5 (plus another microphone's EQ when the audio is FSDD
+    waveforms), on the test split: :func:`edgefuse.degraded.corruption_curves`.
+    """
+    from edgefuse.checkpoint import load_checkpoint
+    from edgefuse.degraded import corruption_curves
+
+    kinds = [("audio", "noise"), ("image", "noise")]
+    if (data.meta or {}).get("audio_files"):
+        kinds.insert(1, ("audio", "eq"))
+    out: dict[str, Any] = {"kinds": [list(k) for k in kinds], "models": {}}
+    for role, label in labels.items():
+        steps.say(f"corrupted sensors: {role} ({label})")
+        model = load_checkpoint(root / "models" / label).model
+        out["models"][role] = {"label": label, **corruption_curves(model, data, kinds)}
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # 6. benchmark per profile
 # --------------------------------------------------------------------------------------------------
@@ -635,6 +655,7 @@ def run_demo(
 
     t0 = time.perf_counter()
     accuracy = _accuracy(profiles, exports, data, grid, best, steps)
+    corruption = _corruption(data, root, {"baseline": baseline, "best": best}, steps)
     steps.timed("accuracy", t0)
 
     failed = [
@@ -683,6 +704,7 @@ def run_demo(
         "exports": exports,
         "failed_exports": failed,
         "accuracy": accuracy,
+        "corruption": corruption,
         "bench": bench,
         "definitions": _definitions(),
     }

@@ -65,6 +65,46 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
     ax.legend(fontsize=7, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.32))
     paths["accuracy"] = save_figure(fig, out / "accuracy.png")
 
+    # ---- accuracy vs severity of a corrupted sensor -------------------------------------------------
+    corruption = report.get("corruption") or {}
+    models = corruption.get("models") or {}
+    if models:
+        kinds = [tuple(k) for k in corruption["kinds"]]
+        fig, axes = plt.subplots(
+            1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False, constrained_layout=True
+        )
+        for ax, (modality, kind) in zip(axes[0], kinds, strict=True):
+            for role, style in (("best", "-"), ("baseline", "--")):
+                res = models.get(role)
+                if res is None:
+                    continue
+                rows = [c for c in res["curves"] if (c["modality"], c["kind"]) == (modality, kind)]
+                x = [0] + [c["severity"] for c in rows]
+                ax.plot(
+                    x,
+                    [res["clean"]["fused"]] + [c["fused"] for c in rows],
+                    style,
+                    color="black",
+                    marker="o",
+                    label=f"fused: {role} ({res['label']})",
+                )
+                if role == "best":
+                    for m, v in res["clean"]["single"].items():
+                        ax.plot(
+                            x,
+                            [v] + [c["single"][m] for c in rows],
+                            ":",
+                            marker=".",
+                            color=_PATTERN_COLORS.get(m),
+                            label=f"{m} alone ({res['label']})",
+                        )
+            ax.set_title(f"{modality}: {kind}", fontsize=10)
+            ax.set_xlabel("severity (0 = clean)")
+            ax.set_ylim(0, 1)
+        axes[0][0].set_ylabel("top-1 accuracy (test split)")
+        axes[0][0].legend(fontsize=7, loc="lower left")
+        paths["corruption"] = save_figure(fig, out / "corruption.png")
+
     # ---- latency per profile -----------------------------------------------------------------------
     bench = [b for b in report["bench"] if b["results"]]
     if not bench:  # nothing ran here (every export failed or none is runnable): no latency plot
@@ -118,6 +158,33 @@ def write_demo_plots(report: Mapping[str, Any], grid: Any, folder: str | Path) -
 # --------------------------------------------------------------------------------------------------
 # HTML
 # --------------------------------------------------------------------------------------------------
+
+
+def _corruption_table(corruption: Mapping[str, Any]) -> str:
+    """Fused accuracy, best single modality and fusion regret per model x corruption x severity."""
+    rows = []
+    for role, res in (corruption.get("models") or {}).items():
+        for c in res["curves"]:
+            regret = c["regret"]
+            color = "#b00020" if regret > 0 else "#1b7f3b"
+            rows.append(
+                [
+                    _e(f"{role} ({res['label']})"),
+                    _e(f"{c['modality']}: {c['kind']} ({c['domain']})"),
+                    _e(str(c["severity"])),
+                    _num(c["fused"]),
+                    _e(f"{c['best_single']} {c['single'][c['best_single']]:.3f}"),
+                    f"<span style='color:{color}'>{_e(f'{100 * regret:+.1f} pts')}</span>",
+                    _num(c["retention"]),
+                ]
+            )
+    if not rows:
+        return ""
+    return _table(
+        ["model", "corruption", "severity", "fused", "best single", "fusion regret", "retention"],
+        rows,
+        left=2,
+    )
 
 
 def _budget_html(budget: Any) -> str:
@@ -498,6 +565,7 @@ def render_demo_html(report: Mapping[str, Any], plots: Mapping[str, Path]) -> st
         left=3,
     )
 
+    corruption_table = _corruption_table(report.get("corruption") or {})
     definitions = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in report["definitions"].items())
     m = report["machine"]
     cfg = report["config"]
@@ -557,6 +625,13 @@ for every presence pattern the device can produce, at batch 1 and 7.</p>
 test rows, with only the modalities of the pattern present (the other encoders do not run), next to the PyTorch model.</p>
 {_img(plots["accuracy"], "accuracy per presence pattern per profile", "Bars: artifact accuracy measured here; black ticks: PyTorch; hatched: the artifact cannot run here (PyTorch only).")}
 {acc_table}
+
+<h2>Degraded sensors: does fusing ever lose to the best sensor alone?</h2>
+<p class="sub">Each modality corrupted on the test split at severities 1-5 (edgefuse.data.corruptions), every
+modality still present. <b>Fusion regret</b> = best single-modality accuracy of the same model on the same rows −
+fused accuracy: ≤ 0 is good, above 0 the model would do better by ignoring the degraded sensor (docs/metrics.md).</p>
+{_img(plots["corruption"], "accuracy under corrupted sensors", "Accuracy vs severity of one corrupted modality: fused (black; solid the kept model, dashed the baseline) and each modality alone with the kept model (dotted).") if "corruption" in plots else ""}
+{corruption_table}
 
 <h2>Latency per profile</h2>
 {_img(plots["latency"], "latency per profile", "Left: p50 at batch 1 measured on this machine (whisker to p90). Right, a separate panel: the roofline ESTIMATE for each profile's target, never a measurement.") if "latency" in plots else '<p class="sub">No artifact was benchmarked on this machine (see the export table).</p>'}

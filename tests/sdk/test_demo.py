@@ -80,6 +80,20 @@ def test_demo_models_and_selection(demo: dict[str, Any]) -> None:
     assert report["grid"]["improvements"], "no intervention row in the grid"
 
 
+def test_demo_degraded_sensors(demo: dict[str, Any]) -> None:
+    corruption = demo["first"]["corruption"]
+    # synthetic audio: features only, so no "another microphone" EQ (it needs the waveform)
+    assert corruption["kinds"] == [["audio", "noise"], ["image", "noise"]]
+    for role in ("baseline", "best"):
+        res = corruption["models"][role]
+        assert len(res["curves"]) == 2 * 5
+        for c in res["curves"]:
+            assert c["regret"] == pytest.approx(max(c["single"].values()) - c["fused"])
+            assert c["domain"] == ("features" if c["modality"] == "audio" else "pixels")
+    assert Path(demo["first"]["plots"]["corruption"]).stat().st_size > 0
+    assert "Fusion regret" in (demo["out"] / "report.html").read_text(encoding="utf-8")
+
+
 def test_demo_exports_every_profile_with_reasons(demo: dict[str, Any]) -> None:
     exports = {(e["profile"], e["format"]): e for e in demo["first"]["exports"]}
     assert set(exports) == {
@@ -153,12 +167,13 @@ def test_demo_html_is_self_contained(demo: dict[str, Any]) -> None:
     refs = re.findall(r"""(?:src|href)=["']([^"']*)["']""", page)
     assert refs
     assert all(r.startswith("data:image/png;base64,") for r in refs), [r[:40] for r in refs]
-    assert len(refs) == 3  # heatmap, accuracy, latency
+    assert len(refs) == 4  # heatmap, accuracy, corruption, latency
     for name in (
         "Summary per device profile",
         "Robustness grid",
         "Exports per profile",
         "Latency per profile",
+        "Degraded sensors",
     ):
         assert name in page
     assert "SYNTHETIC AUDIO" in page
@@ -205,7 +220,7 @@ def test_report_renders_in_headless_chromium(demo: dict[str, Any], tmp_path: Pat
     assert colours > 300, colours  # the embedded plots decode (text alone has few colours)
     dom = subprocess.run([*base, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<img") == 3
+    assert dom.stdout.count("<img") == 4
     assert "Summary per device profile" in dom.stdout
 
 

@@ -7,6 +7,8 @@ import threading
 import edgefuse
 import numpy as np
 import pytest
+from _cases import draw_embeddings
+from _cases import rand as _rand
 from edgefuse import _fusion
 from edgefuse.errors import EdgeFuseError, FusionInputError, FusionTypeError
 from edgefuse.fusion import fuse_reference
@@ -16,29 +18,9 @@ from hypothesis import strategies as st
 RTOL = ATOL = 1e-5
 
 
-def _rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
-    return rng.standard_normal(shape).astype(np.float32)
-
-
 @st.composite
 def fusion_cases(draw: st.DrawFn) -> dict:
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    b = draw(st.integers(1, 9))
-    m = draw(st.integers(1, 5))
-    d = draw(st.integers(1, 70))
-    # Per-modality: present for the whole batch, absent (None), or mixed per row.
-    kinds = draw(st.lists(st.sampled_from(["present", "none", "mixed"]), min_size=m, max_size=m))
-    mask = np.ones((b, m), bool)
-    embeddings: list[np.ndarray | None] = []
-    for j, kind in enumerate(kinds):
-        if kind == "none":
-            embeddings.append(None)
-            mask[:, j] = False
-        else:
-            embeddings.append(_rand(rng, b, d) * np.float32(draw(st.sampled_from([0.01, 1.0, 100.0]))))
-            if kind == "mixed":
-                mask[:, j] = rng.random(b) < 0.5
+    rng, embeddings, mask, kinds, b, m, d = draw_embeddings(draw)
     if draw(st.booleans()) and b > 1:
         mask[rng.integers(0, b), :] = False  # force an all-absent row
     use_mask = draw(st.booleans()) or any(k == "mixed" for k in kinds) or not mask.any(axis=1).all()

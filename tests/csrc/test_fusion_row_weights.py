@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _cases import draw_embeddings
+from _cases import rand as _rand
 from edgefuse import _fusion
 from edgefuse.errors import EdgeFuseError, FusionInputError, FusionTypeError
 from edgefuse.fusion import fuse_reference
@@ -23,28 +25,9 @@ RTOL = ATOL = 1e-5
 TINY = float(np.finfo(np.float32).tiny)
 
 
-def _rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
-    return rng.standard_normal(shape).astype(np.float32)
-
-
 @st.composite
 def row_weight_cases(draw: st.DrawFn) -> dict:
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    b = draw(st.integers(1, 9))
-    m = draw(st.integers(1, 5))
-    d = draw(st.integers(1, 70))
-    kinds = draw(st.lists(st.sampled_from(["present", "none", "mixed"]), min_size=m, max_size=m))
-    mask = np.ones((b, m), bool)
-    clean: list[np.ndarray | None] = []
-    for j, kind in enumerate(kinds):
-        if kind == "none":
-            clean.append(None)
-            mask[:, j] = False
-        else:
-            clean.append(_rand(rng, b, d) * np.float32(draw(st.sampled_from([0.01, 1.0, 100.0]))))
-            if kind == "mixed":
-                mask[:, j] = rng.random(b) < 0.5
+    rng, clean, mask, _, b, m, d = draw_embeddings(draw)
     # Per-row weights with zeros (about a third), sometimes a whole row of zeros, at a random scale.
     scale = np.float32(draw(st.sampled_from([1.0, 1e-30, 1e30])))
     weights = ((rng.random((b, m)) * 3 + 0.1) * scale).astype(np.float32)

@@ -274,6 +274,37 @@ def _as_pairs(kinds: str | Iterable[str] | Iterable[tuple[str, str]]) -> list[tu
     return parse_corruptions(items)  # type: ignore[arg-type]
 
 
+def _check_p(p: object) -> float:
+    """A probability in [0, 1]; :class:`DataError` otherwise."""
+    if not isinstance(p, int | float) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise DataError(f"p={p!r} must be a probability in [0, 1]")
+    return float(p)
+
+
+def _row_groups(
+    rng: np.random.Generator, n: int, kinds: Sequence[str], severities: Sequence[int], p: float
+) -> list[tuple[str, int, np.ndarray]]:
+    """Which rows get which kind at which severity: ``(kind, severity, rows)`` per non-empty group.
+
+    Each row is hit with probability ``p``, then a kind and a severity are drawn uniformly.
+    """
+    hit = rng.random(n) < p
+    which = rng.integers(0, len(kinds), n)
+    level = np.asarray(severities)[rng.integers(0, len(severities), n)]
+    groups = []
+    for ki, k in enumerate(kinds):
+        for s in severities:
+            rows = np.flatnonzero(hit & (which == ki) & (level == s))
+            if len(rows):
+                groups.append((k, int(s), rows))
+    return groups
+
+
+def _any_fill(kind: str, x: np.ndarray) -> float:
+    """The value an any-modality kind writes: 0 (zeros), NaN (nan) or the array's maximum (const)."""
+    return 0.0 if kind == "zeros" else np.nan if kind == "nan" else float(np.nanmax(x))
+
+
 def augment(
     batch_inputs: Mapping[str, np.ndarray],
     rng: np.random.Generator,
@@ -299,8 +330,7 @@ def augment(
     """
     pairs = _as_pairs(kinds)
     sev = parse_severities(list(severities))
-    if not isinstance(p, int | float) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
-        raise DataError(f"p={p!r} must be a probability in [0, 1]")
+    _check_p(p)
     names = list(batch_inputs)
     by_mod: dict[str, list[str]] = {}
     for m, k in pairs:
@@ -315,25 +345,18 @@ def augment(
     applied = {m: np.full(len(a), "", dtype=object) for m, a in inputs.items()}
     for m, ks in by_mod.items():
         x = inputs[m]
-        b = len(x)
-        hit = rng.random(b) < p
-        which = rng.integers(0, len(ks), b)
-        level = np.asarray(sev)[rng.integers(0, len(sev), b)]
+        groups = _row_groups(rng, len(x), ks, sev, p)
         call_seed = int(rng.integers(0, 2**62))
         out = x.astype(np.float32, copy=True)
-        for ki, k in enumerate(ks):
-            for s in sev:
-                rows = np.flatnonzero(hit & (which == ki) & (level == s))
-                if not len(rows):
-                    continue
-                if _lookup(m, k).modality == ANY:
-                    out[rows] = 0.0 if k == "zeros" else np.nan if k == "nan" else np.nanmax(x)
-                else:
-                    vr = (value_ranges or {}).get(m)
-                    out[rows], _, _ = corrupt_array(
-                        x[rows], m, k, int(s), call_seed, row_ids=rows, value_range=vr
-                    )
-                applied[m][rows] = f"{k}@{s}"
+        for k, s, rows in groups:
+            if _lookup(m, k).modality == ANY:
+                out[rows] = _any_fill(k, x)
+            else:
+                vr = (value_ranges or {}).get(m)
+                out[rows], _, _ = corrupt_array(
+                    x[rows], m, k, int(s), call_seed, row_ids=rows, value_range=vr
+                )
+            applied[m][rows] = f"{k}@{s}"
         inputs[m] = out
     valid = {m: np.isfinite(a.reshape(len(a), -1)).all(axis=1) for m, a in inputs.items()}
     return Augmented(inputs, valid, applied)
@@ -357,8 +380,7 @@ def augment_split(
     pairs = _as_pairs(kinds)
     sev = parse_severities(list(severities))
     seed = _check_seed(seed)
-    if not isinstance(p, int | float) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
-        raise DataError(f"p={p!r} must be a probability in [0, 1]")
+    _check_p(p)
     src = data.split(split)
     n = len(src)
     rng = np.random.default_rng([seed, 0xA06])
@@ -369,21 +391,15 @@ def augment_split(
     inputs = dict(src.inputs)
     applied: dict[str, list[str]] = {}
     for m, ks in by_mod.items():
-        hit = rng.random(n) < p
-        which = rng.integers(0, len(ks), n)
-        level = np.asarray(sev)[rng.integers(0, len(sev), n)]
+        groups = _row_groups(rng, n, ks, sev, p)
         out = src.inputs[m].astype(np.float32, copy=True)
         tags = np.full(n, "", dtype=object)
-        for ki, k in enumerate(ks):
-            for s in sev:
-                rows = np.flatnonzero(hit & (which == ki) & (level == s))
-                if not len(rows):
-                    continue
-                if _lookup(m, k).modality == ANY:
-                    out[rows] = 0.0 if k == "zeros" else np.nan if k == "nan" else np.nanmax(src.inputs[m])
-                else:
-                    out[rows], _ = _corrupt_rows(data, split, m, k, int(s), seed, rows, "auto", None)
-                tags[rows] = f"{k}@{s}"
+        for k, s, rows in groups:
+            if _lookup(m, k).modality == ANY:
+                out[rows] = _any_fill(k, src.inputs[m])
+            else:
+                out[rows], _ = _corrupt_rows(data, split, m, k, int(s), seed, rows, "auto", None)
+            tags[rows] = f"{k}@{s}"
         inputs[m] = out
         applied[m] = tags.tolist()
     valid = {

@@ -40,7 +40,6 @@ __all__ = [
     "count_onnx",
     "count_torch",
     "estimate_ops",
-    "roofline_estimate",
 ]
 
 _log = logging.getLogger(__name__)
@@ -430,37 +429,3 @@ def _is_view(func: Any) -> bool:
         return False
     returns = schema.returns
     return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
-
-
-def roofline_estimate(
-    flops: float, nbytes: float, peak_gflops: float | None, bandwidth_gbs: float | None
-) -> dict[str, Any]:
-    """Roofline time ``max(flops / peak, bytes / bandwidth)``; always labelled an estimate.
-
-    Args:
-        flops: Operations of one inference.
-        nbytes: Bytes moved by one inference.
-        peak_gflops: The target's peak GFLOP/s for the artifact's precision (``None``: unknown).
-        bandwidth_gbs: The target's memory bandwidth in GB/s (``None``: unknown).
-
-    Returns:
-        ``{"kind": "estimate", "ms", "compute_ms", "memory_ms", "bound", "flops", "bytes", ...}``.
-    """
-    compute_s = flops / (peak_gflops * 1e9) if peak_gflops else None
-    memory_s = nbytes / (bandwidth_gbs * 1e9) if bandwidth_gbs else None
-    known = [t for t in (compute_s, memory_s) if t is not None]
-    ms = max(known) * 1e3 if known else None
-    bound = None
-    if compute_s is not None and memory_s is not None:
-        bound = "compute" if compute_s >= memory_s else "memory"
-    return {
-        "kind": "estimate",
-        "ms": ms,
-        "compute_ms": None if compute_s is None else compute_s * 1e3,
-        "memory_ms": None if memory_s is None else memory_s * 1e3,
-        "bound": bound,
-        "flops": int(flops),
-        "bytes": int(nbytes),
-        "peak_gflops": peak_gflops,
-        "bandwidth_gbs": bandwidth_gbs,
-    }

@@ -115,10 +115,6 @@ def pattern_inputs(
     return one, eight
 
 
-def _pattern_name(pattern: Sequence[str]) -> str:
-    return "+".join(pattern)
-
-
 def _graph_cost(manifest: Any, name: str) -> tuple[GraphCost | None, str | None]:
     """The cost of graph ``name``: recorded at export, or counted from its ONNX file; ``(None, why)`` else."""
     graph = manifest.data["graphs"][name]
@@ -405,7 +401,7 @@ def _bench_pattern(
     row: dict[str, Any] = {
         "backend": session.backend,
         "precision": str(session.manifest.data.get("precision", "fp32")),
-        "pattern": _pattern_name(pattern),
+        "pattern": "+".join(pattern),
         "size_bytes": size,
         "load_ms": load_s * 1e3,
         "first_ms": first_s * 1e3,

@@ -86,6 +86,7 @@ def bench_checkpoint(
     from edgefuse.runtime.registry import BACKEND_FORMATS, BACKENDS, availability
 
     check_counts(warmup, iters)
+    load = host_load()  # before this benchmark adds its own load
     say = progress or (lambda _msg: None)
     root = Path(checkpoint)
     info = read_checkpoint_info(root)
@@ -150,8 +151,8 @@ def bench_checkpoint(
             "rss": rss,
             "results": side_by_side(results),
             "unavailable": unavailable,
-            "host": host_load(),
-            "warnings": noise_warnings(results, host_load()),
+            "host": load,
+            "warnings": noise_warnings(results, load),
             "definitions": dict(DEFINITIONS),
             **extra,
         }

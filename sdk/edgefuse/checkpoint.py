@@ -186,6 +186,7 @@ def save_checkpoint(
                     "eps": float(fusion.eps),
                     "learn_weights": isinstance(fusion.log_weights, torch.nn.Parameter),
                     "affine": fusion.norm.weight is not None,
+                    **({"gate_hidden": int(fusion.gate_hidden)} if fusion.gated else {}),
                 },
                 "torch_version": torch.__version__,
             }
@@ -384,15 +385,16 @@ def _check_program_info(info: Mapping[str, Any], info_path: Path) -> None:
     fusion = info["fusion"]
     if (
         not isinstance(fusion, dict)
-        or set(fusion) != {"dim", "eps", "learn_weights", "affine"}
+        or set(fusion) - {"gate_hidden"} != {"dim", "eps", "learn_weights", "affine"}
         or not isinstance(fusion["dim"], int)
         or isinstance(fusion["dim"], bool)
         or not isinstance(fusion["eps"], float)
         or not all(isinstance(fusion[k], bool) for k in ("learn_weights", "affine"))
+        or type(fusion.get("gate_hidden", 1)) is not int
     ):
         raise CheckpointError(
-            f"{info_path}: fusion must be {{dim: int, eps: float, learn_weights: bool, affine: bool}}; got "
-            f"{str(fusion)[:160]}"
+            f"{info_path}: fusion must be {{dim: int, eps: float, learn_weights: bool, affine: bool, optional "
+            f"gate_hidden: int}}; got {str(fusion)[:160]}"
         )
     from edgefuse.manifest import MAX_DIM
 
@@ -591,7 +593,12 @@ def _fusion_module(info: Mapping[str, Any], count: int, info_path: Path) -> Any:
     f = info["fusion"]
     try:
         return MaskedFusion(
-            count, f["dim"], eps=f["eps"], learn_weights=f["learn_weights"], affine=f["affine"]
+            count,
+            f["dim"],
+            eps=f["eps"],
+            learn_weights=f["learn_weights"],
+            affine=f["affine"],
+            gate_hidden=f.get("gate_hidden", 0),
         )
     except (EdgeFuseError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{info_path}: fusion {f} cannot be built: {exc}") from None

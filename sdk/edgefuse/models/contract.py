@@ -30,7 +30,15 @@ from edgefuse.errors import ContractError
 from edgefuse.models.fusion import MaskedFusion
 from edgefuse.specs import ModalitySpec
 
-__all__ = ["Conv2dEncoder", "MLPEncoder", "MultimodalModel", "build_model", "check_contract"]
+__all__ = [
+    "Conv2dEncoder",
+    "MLPEncoder",
+    "MultimodalModel",
+    "add_gates",
+    "build_model",
+    "check_contract",
+    "gate_hidden_of",
+]
 
 
 class Conv2dEncoder(nn.Module):
@@ -320,7 +328,9 @@ def build_model(
 
     Architecture keys: ``embed_dim`` (int), ``encoders`` (modality -> ``{"type": "conv2d", "channels":
     [...]}`` or ``{"type": "mlp", "hidden": [...]}``), ``head_hidden`` (list of ints, may be empty),
-    ``fusion`` (optional ``{"learn_weights": bool, "eps": float}``), ``name`` (free text).
+    ``fusion`` (optional ``{"learn_weights": bool, "eps": float, "gate_hidden": int}``; ``gate_hidden`` > 0
+    adds a per-modality reliability gate, see :class:`~edgefuse.models.fusion.MaskedFusion`), ``name``
+    (free text).
 
     Raises:
         ContractError: When a key is missing/unknown or an encoder type is not supported.
@@ -357,11 +367,18 @@ def build_model(
         if cfg:
             raise ContractError(f"encoder {spec.name!r} ({kind}) has unknown keys {sorted(cfg)}")
     fusion_cfg = dict(architecture.get("fusion", {}))
+    unknown_fusion = set(fusion_cfg) - {"eps", "learn_weights", "gate_hidden"}
+    if unknown_fusion:
+        raise ContractError(
+            f"architecture fusion has unknown keys {sorted(unknown_fusion)}; allowed: eps, gate_hidden, "
+            "learn_weights"
+        )
     fusion = MaskedFusion(
         len(modalities),
         dim,
         eps=float(fusion_cfg.get("eps", 1e-5)),
         learn_weights=bool(fusion_cfg.get("learn_weights", False)),
+        gate_hidden=fusion_cfg.get("gate_hidden", 0),
     )
     head_layers: list[nn.Module] = []
     size = dim
@@ -374,3 +391,50 @@ def build_model(
     return MultimodalModel(
         encoders, fusion, nn.Sequential(*head_layers), modalities, label_names, architecture
     )
+
+
+def add_gates(model: MultimodalModel, hidden: int) -> MultimodalModel:
+    """Give ``model``'s fusion one reliability gate per modality (in place; returns ``model``).
+
+    The new :class:`~edgefuse.models.fusion.MaskedFusion` keeps the fixed weights, LayerNorm and eps of
+    the old one (the same device), with fresh gates drawn from torch's current RNG (seed it first). A
+    model built from a JSON architecture records ``fusion.gate_hidden`` in it, so its checkpoint
+    rebuilds the gates. A model that already has gates of that size is returned unchanged.
+
+    Raises:
+        ContractError: The model already has gates of another size.
+        FusionInputError: A bad ``hidden`` (from the gate).
+    """
+    old = model.fusion
+    if old.gated:
+        if old.gate_hidden == int(hidden):
+            return model
+        raise ContractError(
+            f"the model already has reliability gates of {old.gate_hidden} units, not {hidden}"
+        )
+    new = MaskedFusion(
+        old.num_modalities,
+        old.dim,
+        eps=old.eps,
+        learn_weights=isinstance(old.log_weights, nn.Parameter),
+        affine=old.norm.weight is not None,
+        gate_hidden=int(hidden),
+    ).to(_module_device(old))
+    with torch.no_grad():
+        new.log_weights.copy_(old.log_weights)
+        if old.norm.weight is not None:
+            new.norm.weight.copy_(old.norm.weight)
+            new.norm.bias.copy_(old.norm.bias)
+    new.train(old.training)
+    model.fusion = new
+    if model.architecture:
+        fusion_cfg = dict(model.architecture.get("fusion", {}))
+        fusion_cfg["gate_hidden"] = int(hidden)
+        model.architecture["fusion"] = fusion_cfg
+    return model
+
+
+def gate_hidden_of(state: Mapping[str, Tensor]) -> int:
+    """The gate size a model state dict was saved with (0: no gates), read from its tensor shapes."""
+    w = state.get("fusion.gates.0.net.0.weight")
+    return 0 if w is None else int(w.shape[0])

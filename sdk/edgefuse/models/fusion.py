@@ -3,6 +3,12 @@
 Used by training (gradients flow through it) and by export (the monolithic graph writes the fusion with
 ``torch.where`` so that NaN in an absent input cannot leak; the split artifact stores the parameters
 returned by :meth:`MaskedFusion.fusion_parameters` for the kernel).
+
+A fusion may carry one :class:`ReliabilityGate` per modality (``gate_hidden > 0``): a small MLP on that
+modality's own embedding giving a per-row reliability in ``[GATE_FLOOR, 1]`` that multiplies the
+modality's fixed weight, so a row whose audio looks degraded can lean on its image. A gate reads only its
+own modality's embedding, so an exported artifact computes it inside that modality's encoder graph (a
+second output, ``reliability``) and the runtime passes the per-row weights ``(B, M)`` to the kernel.
 """
 
 from __future__ import annotations
@@ -16,7 +22,43 @@ from torch import Tensor, nn
 
 from edgefuse.errors import FusionInputError
 
-__all__ = ["MaskedFusion"]
+__all__ = ["GATE_FLOOR", "MaskedFusion", "ReliabilityGate"]
+
+#: The smallest reliability a gate outputs: a gated-out modality keeps a weight of ``GATE_FLOOR`` times its
+#: fixed weight (a normal float32, which the kernel accepts; exactly 0 would need a hard threshold).
+GATE_FLOOR = 1e-3
+#: The most hidden units a gate may have (a gate is meant to be small next to its encoder).
+MAX_GATE_HIDDEN = 4096
+
+
+class ReliabilityGate(nn.Module):
+    """Per-row reliability of one modality from its embedding: ``[B, D] -> [B, 1]`` in ``[floor, 1]``.
+
+    ``clamp(sigmoid(Linear(ReLU(Linear(e)))), floor, 1)``. The last bias starts at +3 (reliability
+    ~0.95 for every row), so an untrained gate fuses almost like the fixed weights.
+
+    Args:
+        dim: D, the embedding size.
+        hidden: Hidden units (1..4096).
+        floor: The smallest output, in (0, 1].
+    """
+
+    def __init__(self, dim: int, hidden: int, floor: float = GATE_FLOOR) -> None:
+        super().__init__()
+        if not 1 <= int(hidden) <= MAX_GATE_HIDDEN:
+            raise FusionInputError(
+                f"gate hidden = {hidden}; a reliability gate needs 1..{MAX_GATE_HIDDEN} units"
+            )
+        if not (math.isfinite(floor) and 1.1754943508222875e-38 <= floor <= 1.0):
+            raise FusionInputError(f"gate floor = {floor}; it must be a normal float32 in (0, 1]")
+        self.net = nn.Sequential(nn.Linear(dim, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), 1))
+        with torch.no_grad():
+            self.net[2].bias.fill_(3.0)
+        self.floor = float(floor)
+
+    def forward(self, embedding: Tensor) -> Tensor:
+        """Reliability ``[B, 1]`` of each row's embedding ``[B, D]``."""
+        return torch.clamp(torch.sigmoid(self.net(embedding)), min=self.floor, max=1.0)
 
 
 class MaskedFusion(nn.Module):
@@ -34,6 +76,8 @@ class MaskedFusion(nn.Module):
         weights: Optional initial positive fusion weights (M,); default all ones.
         learn_weights: Whether the fusion weights are trained (as log-weights).
         affine: Whether LayerNorm has a learned scale and shift.
+        gate_hidden: 0 (default): one fixed weight per modality. ``> 0``: a :class:`ReliabilityGate`
+            with that many hidden units per modality; each row's weight is then ``w_m * gate_m(e_m)``.
     """
 
     def __init__(
@@ -44,6 +88,7 @@ class MaskedFusion(nn.Module):
         weights: Sequence[float] | None = None,
         learn_weights: bool = False,
         affine: bool = True,
+        gate_hidden: int = 0,
     ) -> None:
         super().__init__()
         if num_modalities < 1:
@@ -73,6 +118,25 @@ class MaskedFusion(nn.Module):
         self.num_modalities = num_modalities
         self.dim = dim
         self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=affine)
+        if isinstance(gate_hidden, bool) or not isinstance(gate_hidden, int) or gate_hidden < 0:
+            raise FusionInputError(f"gate_hidden = {gate_hidden!r}; give 0 (no gate) or a number of units")
+        self.gate_hidden = int(gate_hidden)
+        self.gates = (
+            nn.ModuleList([ReliabilityGate(dim, gate_hidden) for _ in range(num_modalities)])
+            if gate_hidden
+            else None
+        )
+
+    @property
+    def gated(self) -> bool:
+        """Whether each row's weights come from reliability gates (else one fixed weight per modality)."""
+        return self.gates is not None
+
+    def reliability(self, m: int, embedding: Tensor) -> Tensor:
+        """Reliability ``[B, 1]`` of modality ``m``'s embeddings (all ones without gates)."""
+        if self.gates is None:
+            return torch.ones(embedding.shape[0], 1, dtype=embedding.dtype, device=embedding.device)
+        return self.gates[m](embedding)
 
     @property
     def eps(self) -> float:
@@ -102,10 +166,13 @@ class MaskedFusion(nn.Module):
                 if mask is None
                 else mask.to(torch.bool)
             )
+            data = torch.where(present.unsqueeze(-1), embeddings, torch.zeros_like(embeddings))
+            if self.gates is not None:  # the gates read zeros, never an absent row's data
+                rel = torch.cat([self.gates[m](data[:, m]) for m in range(self.num_modalities)], dim=1)
+                w = w * rel  # (B, M)
             wp = torch.where(present, w, torch.zeros_like(w))  # (B, M)
             denom = wp.sum(dim=1, keepdim=True)
             scale = wp / torch.where(denom > 0, denom, torch.ones_like(denom))
-            data = torch.where(present.unsqueeze(-1), embeddings, torch.zeros_like(embeddings))
             fused = (data * scale.unsqueeze(-1)).sum(dim=1)
             return self.norm(fused)
         return self.norm(self._fuse_list(list(embeddings), mask, w))
@@ -140,11 +207,15 @@ class MaskedFusion(nn.Module):
                 )
             if mask is None:
                 wm = w[m].expand(batch, 1)
+                if self.gates is not None:
+                    wm = wm * self.gates[m](e)
                 term = e * wm
             else:
                 p = mask[:, m : m + 1].to(torch.bool)
-                wm = torch.where(p, w[m], torch.zeros_like(w[m]))
-                term = torch.where(p, e, torch.zeros_like(e)) * wm
+                kept = torch.where(p, e, torch.zeros_like(e))  # the gate never reads an absent row
+                wm = w[m] if self.gates is None else w[m] * self.gates[m](kept)
+                wm = torch.where(p, wm, torch.zeros_like(wm))
+                term = kept * wm
             denom = denom + wm
             weighted = term if weighted is None else weighted + term
         assert weighted is not None  # ref is not None, so at least one term was added
@@ -155,7 +226,8 @@ class MaskedFusion(nn.Module):
 
         Returns:
             ``{"weights": (M,), "gamma": (D,) or None, "beta": (D,) or None, "eps": float}``; pass them
-            straight to ``edgefuse._fusion.fuse``.
+            straight to ``edgefuse._fusion.fuse``. With gates, ``weights`` are the fixed factors: multiply
+            column ``m`` by each row's reliability (``reliability(m, e_m)``) to get the ``(B, M)`` weights.
         """
         with torch.no_grad():
             out: dict[str, np.ndarray | float] = {

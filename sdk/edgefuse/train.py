@@ -391,6 +391,40 @@ def train(
         return _train(dataset, config, architecture, model_factory, pretrained_encoders, progress)
 
 
+def _augmented_copies(
+    dataset: MultimodalDataset, order: Sequence[str], config: TrainConfig, gate: Mapping[str, Any]
+) -> list[tuple[dict[str, Tensor], dict[str, Tensor]]]:
+    """``gate["copies"]`` corrupted copies of the train split's ``order`` inputs (a gate intervention).
+
+    Each copy is ``(inputs, quality)``: ``quality[m]`` is float ``(N,)``, 1 for a clean row and ``(1 -
+    severity / 5) ** target_power`` for a row corrupted at that severity (the gates' training target). Seeds
+    ``AUGMENT_SEED_BASE + 64 * config.seed + copy`` (never an evaluation seed); the kinds never make a
+    row non-finite.
+    """
+    from edgefuse.data.corruptions import augment_split
+    from edgefuse.interventions import AUGMENT_SEED_BASE, augmentation_kinds
+
+    kinds = augmentation_kinds(dataset, order)
+    if not kinds:
+        return []
+    out = []
+    power = float(gate["target_power"])
+    for copy in range(int(gate["copies"])):
+        seed = AUGMENT_SEED_BASE + 64 * config.seed + copy
+        split = augment_split(dataset, "train", kinds, p=float(gate["corrupt_p"]), seed=seed)
+        applied = split.record["applied"]
+        quality = {
+            m: torch.tensor(
+                [(1.0 - int(tag.split("@")[1]) / 5.0) ** power if tag else 1.0 for tag in applied[m]],
+                dtype=torch.float32,
+            )
+            for m in order
+            if m in applied
+        }
+        out.append((to_tensors(split, order), quality))
+    return out
+
+
 def _train(
     dataset: MultimodalDataset,
     config: TrainConfig,
@@ -399,12 +433,17 @@ def _train(
     pretrained_encoders: Mapping[str, Any] | None,
     progress: Callable[[str, int, int], None] | None,
 ) -> TrainResult:
-    from edgefuse.interventions import make_loss
+    from edgefuse.interventions import gate_params, make_loss
+    from edgefuse.models.contract import add_gates
 
     t0 = time.perf_counter()
+    loss_fn = make_loss(config)  # refuses a bad intervention before any work
+    gate = gate_params(config)
     torch.manual_seed(config.seed)
     model = new_model(dataset, architecture, model_factory)  # checks the model source first
     _check_modalities(model, config.modalities)
+    if gate is not None:
+        add_gates(model, gate["hidden"])
     history: list[dict[str, Any]] = []
     encoder_scale = 1.0
     if config.method == "contrastive":
@@ -417,6 +456,7 @@ def _train(
     order = [n for n in model.modality_names if n in config.modalities]  # S in model order
     train_split, val_split = dataset.split("train"), dataset.split("val")
     x = to_tensors(train_split, order)
+    copies = _augmented_copies(dataset, order, config, gate) if gate is not None else []
     y = torch.from_numpy(train_split.labels)
     enc_params = _unique([p for n in order for p in model.encoders[n].parameters()])
     other = _unique(
@@ -427,17 +467,22 @@ def _train(
         [{"params": enc_params, "lr": config.lr * encoder_scale}, {"params": other, "lr": config.lr}],
         weight_decay=config.weight_decay,
     )
-    loss_fn = make_loss(config)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed + 7)
     best_acc, best_state = -1.0, snapshot(model)
     for epoch in range(config.epochs):
         model.train()
         total, count = 0.0, 0
+        warm = gate is None or epoch < int(gate["warmup"])  # clean epochs first: the encoders learn
+        xe, quality = (x, {}) if warm or not copies else copies[epoch % len(copies)]
         for idx in _batches(len(train_split), config.batch_size, rng):
             ti = torch.from_numpy(idx)
-            batch = {n: x[n].index_select(0, ti) for n in order}
-            loss = loss_fn(model, batch, y.index_select(0, ti), gen)
+            batch = {n: xe[n].index_select(0, ti) for n in order}
+            if gate is None:
+                loss = loss_fn(model, batch, y.index_select(0, ti), gen)
+            else:
+                q = {n: v.index_select(0, ti) for n, v in quality.items()}
+                loss = loss_fn(model, batch, y.index_select(0, ti), gen, quality=q)
             opt.zero_grad()
             loss.backward()
             opt.step()

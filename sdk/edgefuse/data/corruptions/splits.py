@@ -118,8 +118,13 @@ def _corrupt_rows(
     rows: np.ndarray,
     domain: str,
     value: float | None,
+    microphone: str = "per-seed",
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Corrupted model inputs for ``rows`` of one split's modality, and the record."""
+    """Corrupted model inputs for ``rows`` of one split's modality, and the record.
+
+    ``microphone`` (audio ``eq`` on waveforms): ``per-seed`` (one microphone for every row: a device)
+    or ``per-row`` (training augmentation: every row another microphone).
+    """
     spec = _lookup(modality, kind, data.modality_names)
     arr = data.split(split).inputs[modality]
     if spec.modality == ANY:
@@ -133,13 +138,15 @@ def _corrupt_rows(
         if use_wave:
             waves, cfg = split_waveforms(data, split)
             _check_waveforms(data, split, waves, cfg, modality)
-            feats = corrupt_audio_features([waves[i] for i in rows], cfg, kind, severity, seed, row_ids=rows)
+            feats = corrupt_audio_features(
+                [waves[i] for i in rows], cfg, kind, severity, seed, row_ids=rows, microphone=microphone
+            )
             rec: dict[str, Any] = {
                 "domain": "waveform",
                 "params": _params(spec, severity),
                 "pipeline": "recording -> corruption -> logmel-v1 (the dataset's audio_config)",
             }
-            if kind == "eq":  # the concrete microphone of this seed
+            if kind == "eq" and microphone == "per-seed":  # the concrete microphone of this seed
                 rec["microphone"] = _draw_microphone(_split_rng(seed, "audio", kind), **rec["params"])
             return feats, rec
         out, _, frec = corrupt_array(arr[rows], modality, kind, severity, seed, row_ids=rows)
@@ -375,7 +382,9 @@ def augment_split(
     Each kind is applied where :func:`corrupt_split` applies it (audio on the waveform when the recordings are known, images before the
     PCA degradation). The any-modality kinds replace the chosen rows whole.
 
-    ``record["applied"]`` maps each modality to its per-row ``kind@severity`` (``""`` untouched).
+    ``record["applied"]`` maps each modality to its per-row ``kind@severity`` (``""`` untouched). Audio
+    ``eq`` on waveforms draws another microphone for every row (training should see many devices; an
+    evaluation with :func:`corrupt_split` uses one microphone per seed, as one device would).
     """
     pairs = _as_pairs(kinds)
     sev = parse_severities(list(severities))
@@ -398,7 +407,7 @@ def augment_split(
             if _lookup(m, k).modality == ANY:
                 out[rows] = _any_fill(k, src.inputs[m])
             else:
-                out[rows], _ = _corrupt_rows(data, split, m, k, int(s), seed, rows, "auto", None)
+                out[rows], _ = _corrupt_rows(data, split, m, k, int(s), seed, rows, "auto", None, "per-row")
             tags[rows] = f"{k}@{s}"
         inputs[m] = out
         applied[m] = tags.tolist()

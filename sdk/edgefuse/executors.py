@@ -2,12 +2,13 @@
 
 * ``inline``: every job in this process, one after the other (the default; what ``run_grid`` always did).
 * ``process``: a pool of ``workers`` worker processes (``spawn``) on this machine. Each worker receives
-  the dataset and the model source once, at start-up, and sets torch's intra-op threads to
-  ``threads`` (default ``max(1, cores // workers)``, so the workers do not oversubscribe the cores).
+  the dataset, the model source and the sweep's corrupted inputs once, at start-up, and sets torch's
+  intra-op threads to ``threads`` (default ``max(1, cores // workers)``, so the workers do not
+  oversubscribe the cores).
 * ``ray``: each job is a ``ray.remote`` task with ``num_cpus=threads`` (default 1) and ``num_gpus`` per
   job, on a local Ray instance or the cluster at ``ray_address`` (``auto`` or ``HOST:PORT``); the dataset
-  is shipped once with ``ray.put``; ``ray.wait`` drives the progress bar. Ray is imported only here, and
-  only by this executor (``pip install 'edgefuse[ray]'``).
+  and the corrupted inputs are shipped once with ``ray.put``; ``ray.wait`` drives the progress bar. Ray is
+  imported only here, and only by this executor (``pip install 'edgefuse[ray]'``).
 
 The scheduler submits a job once every job it depends on has finished, writes nothing itself (each job
 writes its own result to the job store, see :func:`edgefuse.jobs.execute`), reuses finished jobs of the
@@ -86,12 +87,17 @@ def available_cores() -> int:
 
 @dataclass
 class SweepContext:
-    """What every job of a sweep shares: the data, the model source, the store, the thread count."""
+    """What every job of a sweep shares: the data, the model source, the store, the thread count.
+
+    ``corrupted``: the corrupted inputs ``corrupt`` jobs evaluate on (key -> corrupted split, built once
+    in the main process by :func:`edgefuse.grid_corruptions.prepare`; None when the sweep has none).
+    """
 
     dataset: Any
     source: ModelSource
     store: JobStore | None = None
     threads: int | None = None
+    corrupted: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -163,9 +169,8 @@ class InlineExecutor(Executor):
         spec, deps, attempt = self._queue.pop(0)
         ctx = self.ctx
         try:
-            out = execute(
-                spec, ctx.dataset, ctx.source, deps, store=ctx.store, threads=self.threads, attempt=attempt
-            )
+            kw = {"store": ctx.store, "threads": self.threads, "attempt": attempt, "corrupted": ctx.corrupted}
+            out = execute(spec, ctx.dataset, ctx.source, deps, **kw)
         except Exception as exc:
             error, trace = format_exception(exc)
             return [_Done(spec.job_id, error=error, trace=trace, worker="inline")]
@@ -179,7 +184,7 @@ def _process_worker(conn: Any, payload: bytes, threads: int | None) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        dataset, source, store_root = pickle.loads(payload)
+        dataset, source, store_root, corrupted = pickle.loads(payload)
         store = JobStore(store_root) if store_root else None
     except BaseException as exc:
         conn.send(("fatal", "", *format_exception(exc)))
@@ -194,9 +199,8 @@ def _process_worker(conn: Any, payload: bytes, threads: int | None) -> None:
         spec_dict, deps, attempt = msg
         spec = JobSpec.from_dict(spec_dict)
         try:
-            out = execute(
-                spec, dataset, source, deps, store=store, threads=threads, attempt=attempt, in_process=False
-            )
+            kw = {"store": store, "threads": threads, "attempt": attempt, "corrupted": corrupted}
+            out = execute(spec, dataset, source, deps, in_process=False, **kw)
         except Exception as exc:
             conn.send(("error", spec.job_id, *format_exception(exc)))
             continue
@@ -235,7 +239,7 @@ class ProcessExecutor(Executor):
 
         super().start(ctx)
         store_root = str(ctx.store.root) if ctx.store is not None else None
-        self._payload = pickle.dumps((ctx.dataset, ctx.source.portable(), store_root))
+        self._payload = pickle.dumps((ctx.dataset, ctx.source.portable(), store_root, ctx.corrupted))
         self._mp = multiprocessing.get_context("spawn")
         self._slots = [self._spawn(i) for i in range(self.workers)]
 
@@ -344,6 +348,16 @@ class ProcessExecutor(Executor):
 
 
 _RAY_DATASETS: dict[str, Any] = {}
+_RAY_CORRUPTED: dict[str, Any] = {}
+
+
+def _writable(split: Any) -> Any:
+    """A copy of a split whose arrays are writable (the object store's are read-only)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        split, inputs={m: a.copy() for m, a in split.inputs.items()}, labels=split.labels.copy()
+    )
 
 
 def _ray_job(
@@ -355,27 +369,27 @@ def _ray_job(
     threads: int,
     attempt: int,
 ) -> tuple[Any, ...]:
-    """The body of a Ray task: fetch the dataset once per worker process, run the job, return its output."""
+    """The body of a Ray task: fetch the shared data once per worker process, run the job, return its output."""
+    import dataclasses
+
     import ray
 
     spec = JobSpec.from_dict(spec_dict)
     dataset = _RAY_DATASETS.get(spec.dataset)
     if dataset is None:
-        import dataclasses
-
         shared = ray.get(data[0])  # read-only arrays in the object store: copy once per worker process
-        splits = {
-            k: dataclasses.replace(
-                s, inputs={m: a.copy() for m, a in s.inputs.items()}, labels=s.labels.copy()
-            )
-            for k, s in shared.splits.items()
-        }
+        splits = {k: _writable(s) for k, s in shared.splits.items()}
         dataset = _RAY_DATASETS.setdefault(spec.dataset, dataclasses.replace(shared, splits=splits))
+    corrupted = None
+    if spec.kind == "corrupt":
+        digest = str(spec.params.get("data"))
+        if digest not in _RAY_CORRUPTED:
+            _RAY_CORRUPTED[digest] = {k: _writable(c) for k, c in (ray.get(data[1]) or {}).items()}
+        corrupted = _RAY_CORRUPTED[digest]
     store = JobStore(store_root) if store_root else None
     try:
-        out = execute(
-            spec, dataset, source, deps, store=store, threads=threads, attempt=attempt, in_process=False
-        )
+        kw = {"store": store, "threads": threads, "attempt": attempt, "corrupted": corrupted}
+        out = execute(spec, dataset, source, deps, in_process=False, **kw)
     except Exception as exc:
         return ("error", spec.job_id, *format_exception(exc))
     out.info["node"] = ray.get_runtime_context().get_node_id()[:12]
@@ -437,7 +451,7 @@ class RayExecutor(Executor):
                 ) from None
             self._owns = True
         self._ray = ray
-        self._data = [ray.put(ctx.dataset)]
+        self._data = [ray.put(ctx.dataset), ray.put(dict(ctx.corrupted or {}))]
         self._source = ctx.source.portable()
         self._store = str(ctx.store.root) if ctx.store is not None else None
         self._task = ray.remote(_ray_job).options(

@@ -2,7 +2,9 @@
 
 A **job** is pure data (:class:`JobSpec`): what to train (pre-training, training, or a WiSE-FT
 interpolation of two trained models), with which recipe, seed, train set ``S`` and intervention, on which
-data and model. Its id is the sha256 of its canonical JSON, which covers
+data and model; or (``corrupt``) how to evaluate a finished model of another job under corrupted sensors
+(the robustness grid's corruption axis, :mod:`edgefuse.grid_corruptions`). Its id is the sha256 of its
+canonical JSON, which covers
 
 * the dataset fingerprint (:func:`dataset_fingerprint`: names, specs, labels and every array's bytes),
 * the recipe (:class:`~edgefuse.train.TrainConfig` as JSON: method, ``S``, seed, intervention and its
@@ -12,7 +14,10 @@ data and model. Its id is the sha256 of its canonical JSON, which covers
   not its code, so after editing your model code use a new store or run without ``--resume``),
 * the ids of the jobs it depends on (the shared contrastive pre-training of its seed, the two models
   a WiSE-FT job interpolates), so a changed dependency changes every dependent id,
-* the evaluation split and the EdgeFuse version.
+* the evaluation split and the EdgeFuse version,
+* for ``corrupt`` jobs, in ``params``: the corruptions, severities and corruption seed, and the sha256 of
+  the corrupted inputs themselves (so a store reused with other corruptions, or corruptions that come out
+  differently, evaluates again; the models it depends on are reused).
 
 The thread count is not part of the id: it changes how a job runs, not what it means (see
 :func:`execute`; results are bit-identical for an equal thread count).
@@ -23,6 +28,7 @@ The thread count is not part of the id: it changes how a job runs, not what it m
     jobs/<id>/result.json            the spec, the accuracy per test set, metrics, who ran it, file hashes
     jobs/<id>/checkpoint/            train and WiSE-FT jobs: an EdgeFuse checkpoint (save_checkpoint)
     jobs/<id>/encoders.safetensors   pre-training jobs: the pre-trained encoders' state dict
+                                     (corrupt jobs have no file but result.json)
     failed/<id>.json                 the last failure of a job that has not succeeded (error, traceback)
 
 ``result.json`` is written last (temporary file, fsync, ``os.replace``, fsync of the folder) and pins the
@@ -70,8 +76,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: What a job does: contrastive pre-training, (fine-)training one model, or a WiSE-FT interpolation.
-JOB_KINDS = ("pretrain", "train", "wiseft")
+#: What a job does: contrastive pre-training, (fine-)training one model, a WiSE-FT interpolation, or the
+#: evaluation of a finished model (its ``model`` dependency) under corrupted sensors.
+JOB_KINDS = ("pretrain", "train", "wiseft", "corrupt")
 STORE_FORMAT = "edgefuse-job-store"
 STORE_VERSION = 1
 _RESULT_FORMAT = "edgefuse-job"
@@ -187,12 +194,14 @@ class JobSpec:
         train_set: ``S`` (model order).
         seed: The seed.
         variant: ``train``: the intervention it trains with, or ``linear-probe``; ``wiseft``: the grid
-            variant (``masd+wiseft``...); ``pretrain``: ``pretrain``.
+            variant (``masd+wiseft``...); ``pretrain``: ``pretrain``; ``corrupt``: its model job's.
         recipe: The exact :class:`~edgefuse.train.TrainConfig` (as JSON) the job trains with.
         dataset: :func:`dataset_fingerprint` of the data.
         model: :meth:`ModelSource.describe` of the model source.
-        deps: Role -> id of the jobs this one needs (``pretrained``; ``theta0``/``theta1`` for WiSE-FT).
-        params: Extra parameters (WiSE-FT: ``alphas``, ``select_on``).
+        deps: Role -> id of the jobs this one needs (``pretrained``; ``theta0``/``theta1`` for WiSE-FT;
+            ``model`` for ``corrupt``).
+        params: Extra parameters (WiSE-FT: ``alphas``, ``select_on``; ``corrupt``: ``corruptions``,
+            ``severities``, ``seed``, ``keys`` of the corrupted inputs and their sha256 ``data``).
         evaluate: Split on which the accuracy per test set is measured (None for pre-training).
         version: EdgeFuse version.
     """
@@ -275,7 +284,8 @@ class JobOutput:
     Attributes:
         job_id: The job's id.
         result: JSON: ``accuracy`` (test set ``a+b`` -> accuracy on the evaluation split) for model jobs,
-            ``metrics``, ``alpha`` and ``sweep`` for WiSE-FT.
+            ``metrics``, ``alpha`` and ``sweep`` for WiSE-FT; ``corruption`` for ``corrupt`` jobs
+            (:func:`edgefuse.degraded.evaluate_corrupted`).
         info: JSON: ``worker`` (host:pid), ``seconds``, ``threads``, ``attempt``.
         weights: safetensors bytes of the model's (pre-training: the encoders') state dict, when the
             output travels between processes or was read from the store.
@@ -309,11 +319,15 @@ class JobOutput:
         """The model this output holds (the in-process one, or a fresh model loaded with its weights)."""
         if self.model is not None and not isinstance(self.model, dict):
             return self.model
+        from edgefuse.models.contract import add_gates, gate_hidden_of
         from edgefuse.train import new_model
 
         architecture, factory = source.resolve()
         model = new_model(dataset, architecture, factory)
-        model.load_state_dict(self.state())
+        state = self.state()
+        if gate_hidden_of(state):  # trained with reliability gates (a gate+... intervention)
+            add_gates(model, gate_hidden_of(state))
+        model.load_state_dict(state)
         model.eval()
         return model
 
@@ -334,6 +348,7 @@ def execute(
     threads: int | None = None,
     attempt: int = 1,
     in_process: bool = True,
+    corrupted: Mapping[str, Any] | None = None,
 ) -> JobOutput:
     """Run one job (in whatever process the executor chose) and write its result to ``store``.
 
@@ -352,6 +367,8 @@ def execute(
         attempt: 1 for the first try, 2 for the first retry...
         in_process: Keep the model in :attr:`JobOutput.model` (inline executor) instead of returning
             its weights as bytes (other processes).
+        corrupted: ``corrupt`` jobs: key -> :class:`~edgefuse.data.corruptions.CorruptedSplit` of the
+            sweep (:func:`edgefuse.grid_corruptions.prepare`: built once, shipped with the sweep context).
 
     Returns:
         The :class:`JobOutput`.
@@ -367,7 +384,7 @@ def execute(
     t0 = time.perf_counter()
     previous = torch.get_num_threads()
     with deterministic(int(threads) if threads else None):  # deterministic algorithms too
-        model, result = _run(spec, dataset, source, deps)
+        model, result = _run(spec, dataset, source, deps, corrupted)
     info = {
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "seconds": time.perf_counter() - t0,
@@ -379,7 +396,7 @@ def execute(
         out.model = model
         if store is not None or not in_process:
             out.weights = _state_bytes(model)
-    else:
+    elif model is not None:  # a corrupt job carries no model
         out.model = model
         if not in_process:
             out.weights = _state_bytes(model.state_dict())
@@ -395,12 +412,28 @@ def _dep_model(dep: JobOutput, dataset: MultimodalDataset, source: ModelSource) 
 
 
 def _run(
-    spec: JobSpec, dataset: MultimodalDataset, source: ModelSource, deps: Mapping[str, JobOutput]
+    spec: JobSpec,
+    dataset: MultimodalDataset,
+    source: ModelSource,
+    deps: Mapping[str, JobOutput],
+    corrupted: Mapping[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     import torch
 
     from edgefuse.train import accuracy, new_model, pretrain_contrastive, snapshot, train
 
+    if spec.kind == "corrupt":  # a finished model (its dependency) under each corrupted split of the sweep
+        from edgefuse.degraded import evaluate_corrupted
+
+        missing = [k for k in spec.params["keys"] if k not in (corrupted or {})]
+        if missing:
+            raise JobStoreError(
+                f"job {spec.describe()} needs the corrupted inputs {missing}, which the sweep context does "
+                "not carry (internal error: report it)"
+            )
+        model = _dep_model(deps["model"], dataset, source)
+        parts = [corrupted[k] for k in spec.params["keys"]]  # type: ignore[index]
+        return None, {"corruption": evaluate_corrupted(model, dataset.split(spec.evaluate or "test"), parts)}
     architecture, factory = source.resolve()
     cfg = spec.config()
     if spec.kind == "pretrain":  # seeded like train(): a scratch model, InfoNCE, its encoders
@@ -511,7 +544,9 @@ class JobStore:
         folder = self.job_dir(spec.job_id)
         folder.mkdir(parents=True, exist_ok=True)
         files: dict[str, Any] = {}
-        if spec.kind == "pretrain":
+        if spec.kind == "corrupt":
+            pass  # the result is everything
+        elif spec.kind == "pretrain":
             if out.weights is None:
                 raise JobStoreError(
                     f"job {spec.job_id}: pre-trained encoders without weights (internal error)"
@@ -558,7 +593,7 @@ class JobStore:
                 raise ValueError("not a finished job")
             if doc.get("job_id") != spec.job_id or doc.get("spec") != spec.to_dict():
                 raise ValueError("the stored spec differs from this job")
-            weights = self._read_files(folder, doc["files"])
+            weights = None if spec.kind == "corrupt" else self._read_files(folder, doc["files"])
         except (OSError, ValueError, KeyError, TypeError, EdgeFuseError) as exc:
             _log.warning("job %s in %s is not reusable (%s); it runs again", spec.job_id, self.root, exc)
             return None

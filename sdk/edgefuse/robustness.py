@@ -7,7 +7,9 @@ ROBUSTNESS.md):
 * retention ``P(S→T) / P(S→S)``; drop ``P(S→S) − P(S→T)``;
 * gap to specialist ``P(S→T) − P(T→T)`` (the specialist: same method and seed, trained on ``T``);
 * added gain ``P(S→T) − P(S→S)`` for ``T ⊋ S``;
-* mean retention: mean of retention over the non-empty ``T ⊊ S``.
+* mean retention: mean of retention over the non-empty ``T ⊊ S``;
+* with ``corruptions=`` (:mod:`edgefuse.grid_corruptions`): for each corruption and severity and each
+  ``T`` containing the corrupted modality, fused accuracy, corruption retention and fusion regret.
 
 Every metric is computed per seed, then reported as mean ± standard deviation over seeds.
 
@@ -32,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 from edgefuse.data.base import MultimodalDataset
 from edgefuse.errors import ContractError
 from edgefuse.factory import ModelFactory
+from edgefuse.grid_corruptions import CorruptionResults, corruption_axis
+from edgefuse.grid_corruptions import mean_std as _mean_std
 from edgefuse.modality_sets import format_set, parse_sets, scenario, subsets
 
 if TYPE_CHECKING:
@@ -54,15 +58,6 @@ __all__ = [
 ModelKey = tuple[str, tuple[str, ...], int]
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
-    vals = [float(v) for v in values]
-    return {
-        "mean": statistics.fmean(vals),
-        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-        "n": len(vals),
-    }
-
-
 @dataclass
 class GridResult:
     """Accuracy ``P(S→T)`` for every trained model and test set, with the derived metrics.
@@ -73,6 +68,7 @@ class GridResult:
         split: The split the scores were measured on.
         meta: Dataset and recipe description (``sweep``: how :func:`run_grid` ran its jobs).
         failed: Grid rows whose job failed: ``method``, ``train``, ``seed``, ``job``, ``error``...
+        corruption: The corruption axis's per-seed results (None: the grid has none).
     """
 
     modalities: tuple[str, ...]
@@ -80,6 +76,7 @@ class GridResult:
     split: str = "test"
     meta: dict[str, Any] = field(default_factory=dict)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    corruption: CorruptionResults | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -134,6 +131,10 @@ class GridResult:
             row = self.scores[(method, s, seed)]
             per_seed.append(statistics.fmean(row[t] / row[s] for t in missing))
         return _mean_std(per_seed)
+
+    def corruption_summary(self) -> list[dict[str, Any]]:
+        """:meth:`CorruptionResults.summary <edgefuse.grid_corruptions.CorruptionResults.summary>` ([]: none)."""
+        return self.corruption.summary() if self.corruption is not None else []
 
     def improvements(
         self, baseline: str = "supervised", variants: Sequence[str] | None = None
@@ -276,6 +277,7 @@ class GridResult:
             ],
             "failed": self.failed,
             "meta": self.meta,
+            **({"corruption": self.corruption.to_dict()} if self.corruption is not None else {}),
         }
 
     @classmethod
@@ -283,7 +285,8 @@ class GridResult:
         """Rebuild a result from :meth:`to_dict` output (e.g. to re-render reports without retraining).
 
         Raises:
-            ContractError: When the document lacks ``modalities`` or ``scores``.
+            ContractError: When the document lacks ``modalities`` or ``scores``, or has a malformed
+                ``corruption`` section.
         """
         try:
             u = tuple(data["modalities"])
@@ -299,6 +302,7 @@ class GridResult:
             split=data.get("split", "test"),
             meta=dict(data.get("meta", {})),
             failed=[dict(f) for f in data.get("failed") or []],
+            corruption=CorruptionResults.from_dict(u, data["corruption"]) if data.get("corruption") else None,
         )
 
     def write_json(self, path: str | Path) -> Path:
@@ -369,6 +373,8 @@ class GridResult:
                     f"{_pm(r['full_accuracy_change'])} |"
                 )
             lines.append("")
+        if self.corruption is not None:
+            lines += [self.corruption.markdown(), ""]
         return "\n".join(lines + self._sweep_lines())
 
     def _sweep_lines(self) -> list[str]:
@@ -440,7 +446,7 @@ class GridResult:
         return save_figure(fig, path)
 
     def write_report(self, folder: str | Path) -> dict[str, Path]:
-        """Write ``grid.json``, ``grid.md`` and ``heatmap.png`` into ``folder``."""
+        """Write ``grid.json``, ``grid.md``, ``heatmap.png`` and, with corruptions, ``corruption.png``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         md = folder / "grid.md"
@@ -449,6 +455,7 @@ class GridResult:
             "json": self.write_json(folder / "grid.json"),
             "markdown": md,
             "heatmap": self.heatmap(folder / "heatmap.png"),
+            **({"corruption": self.corruption.plot(folder / "corruption.png")} if self.corruption else {}),
         }
 
 
@@ -524,7 +531,7 @@ def evaluate_grid(
 
 #: Variants accepted by :func:`run_grid` ``interventions``; ``X+wiseft`` interpolates the model trained
 #: with intervention X (θ₀, robust) and the baseline (θ₁), α chosen on the validation split.
-VARIANTS = ("none", "moddrop", "masd", "wiseft", "masd+wiseft", "moddrop+wiseft")
+VARIANTS = ("none", "moddrop", "masd", "wiseft", "masd+wiseft", "moddrop+wiseft", "gate+moddrop", "gate+masd")
 
 
 def variant_label(method: str, variant: str) -> str:
@@ -556,6 +563,9 @@ def run_grid(
     max_retries: int = 2,
     ray_address: str | None = None,
     gpus_per_job: float = 0.0,
+    corruptions: str | Sequence[tuple[str, str]] | None = None,
+    severities: str | Sequence[int] | None = None,
+    corruption_seed: int = 0,
 ) -> GridResult:
     """Train every (method, intervention, S, seed) the grid needs as jobs, and score each on every ``T``.
 
@@ -611,19 +621,29 @@ def run_grid(
         max_retries: Retries of a job whose worker or node died.
         ray_address: ``auto`` or ``HOST:PORT`` of a Ray cluster (default: a local Ray).
         gpus_per_job: ``num_gpus`` of each Ray task.
+        corruptions: ``"audio:noise,image:blur"`` or ``(modality, kind)`` pairs: each row's model is also
+            evaluated under each corruption x severity, with every ``T`` containing the corrupted modality
+            (the grid's ``corruption``; :mod:`edgefuse.grid_corruptions`: a reused store re-evaluates,
+            never retrains, with other corruptions). None: no corruption axis.
+        severities: Severities 1..5 of the corruptions (default 1, 3, 5).
+        corruption_seed: Seed of the corruptions (the same corrupted rows for every model).
 
     Returns:
         The :class:`GridResult`; ``meta["sweep"]`` records the executor, workers, threads, jobs run,
         reused and retried, and the wall time.
 
     Raises:
-        ContractError: For an unknown intervention variant or executor, ``resume`` without a store.
+        ContractError: For an unknown intervention variant or executor, ``resume`` without a store,
+            ``severities`` without ``corruptions``.
+        DataError: A corruption of an unknown kind or of a modality the dataset lacks, a severity outside
+            1..5, a bad corruption seed, or a corruption this dataset cannot take (before any training).
         FactoryError: ``architecture`` and ``model_factory`` both given, or a factory that cannot be
             sent to worker processes.
         SweepError: Jobs failed (after the others finished); ``exc.result`` is the partial grid.
         JobStoreError: ``store`` is not a job store.
     """
     from edgefuse.executors import SweepContext, SweepError, make_executor, run_jobs
+    from edgefuse.grid_corruptions import plan_corruptions
     from edgefuse.jobs import JobStore, ModelSource
     from edgefuse.train import TrainConfig, check_model_source
 
@@ -633,6 +653,7 @@ def run_grid(
         raise ContractError(f"unknown intervention(s) {bad}; allowed: {list(VARIANTS)}")
     if resume and store is None:
         raise ContractError("resume=True reuses the jobs of a store: pass store= (CLI: --store)")
+    axis = corruption_axis(dataset, corruptions, severities, corruption_seed, split)
     runner = make_executor(
         executor, workers=workers, threads=threads, ray_address=ray_address, gpus_per_job=gpus_per_job
     )
@@ -647,7 +668,11 @@ def run_grid(
     base = base_config or TrainConfig(modalities=u)
     cells = [(m, s, seed) for m in methods for s in wanted for seed in seeds]
     specs, rows = _plan(dataset, cells, base, interventions, params, wiseft_alphas, split, source)
-    ctx = SweepContext(dataset, source, JobStore(store) if store is not None else None, runner.threads)
+    corrupted, records, evals = (
+        plan_corruptions(dataset, axis, specs, rows.values()) if axis else (None, [], {})
+    )
+    specs += list(evals.values())
+    ctx = SweepContext(dataset, source, None if store is None else JobStore(store), runner.threads, corrupted)
     by_job: dict[str, list[ModelKey]] = {}
     for key, job in rows.items():
         by_job.setdefault(job, []).append(key)
@@ -662,14 +687,19 @@ def run_grid(
         specs, runner, ctx, resume=resume, max_retries=max_retries, progress=progress, on_done=on_done
     )
     scores: dict[ModelKey, dict[tuple[str, ...], float]] = {}
-    failed, wiseft_alpha = [], {}
+    failed, wiseft_alpha, degraded = [], {}, {}
     for (label, s, seed), job in rows.items():
         out = report.outputs.get(job)
+        row = {"method": label, "train": format_set(s), "seed": seed}
         if out is None:
-            why = report.failed.get(job, {})
-            failed.append({"method": label, "train": format_set(s), "seed": seed, **_short(why)})
+            failed.append({**row, **_short(report.failed.get(job, {}))})
             continue
         scores[(label, s, seed)] = {t: float(out.result["accuracy"][format_set(t)]) for t in subsets(u)}
+        ev = evals[job].job_id if job in evals else None
+        if ev in report.outputs:
+            degraded[(label, s, seed)] = report.outputs[ev].result["corruption"]
+        elif ev is not None:
+            failed.append({**row, "what": "corruptions", **_short(report.failed.get(ev, {}))})
         if "alpha" in out.result:
             wiseft_alpha[f"{label} S={format_set(s)} seed={seed}"] = out.result["alpha"]
     sweep = report.to_dict()
@@ -689,7 +719,8 @@ def run_grid(
         "model": source.describe(),
         "sweep": sweep,
     }
-    grid = GridResult(modalities=u, scores=scores, split=split, meta=meta, failed=failed)
+    corr = CorruptionResults(u, axis.to_dict(), degraded, records) if axis else None
+    grid = GridResult(modalities=u, scores=scores, split=split, meta=meta, failed=failed, corruption=corr)
     if report.failed:
         first = next(iter(report.failed.values()))
         raise SweepError(

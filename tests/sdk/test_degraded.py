@@ -63,3 +63,47 @@ def test_model_and_data_must_match(trained) -> None:  # type: ignore[no-untyped-
     _, model = trained
     with pytest.raises(ContractError, match="must match"):
         corruption_curves(model, make_synthetic(30, 10, 20), [("audio", "noise")])
+
+
+def test_curves_for_a_test_set(trained) -> None:  # type: ignore[no-untyped-def]
+    data, model = trained
+    test = data.split("test")
+    alone = corruption_curves(model, data, [("image", "noise")], severities=(3,), test_set=["image"])
+    assert alone["test_set"] == ["image"]
+    assert alone["clean"]["fused"] == pytest.approx(accuracy(model, test, ["image"]))
+    assert alone["clean"]["regret"] is None  # one modality: nothing is fused
+    (row,) = alone["curves"]
+    assert set(row["single"]) == {"image"}
+    assert row["fused"] == row["single"]["image"]
+    assert row["regret"] is None
+    assert row["retention"] == pytest.approx(row["fused"] / alone["clean"]["fused"])
+    both = corruption_curves(model, data, [("image", "noise")], severities=(3,))
+    assert both["curves"][0]["single"]["image"] == row["fused"]  # the same rows, the same model
+    with pytest.raises(ContractError, match="outside the test set"):
+        corruption_curves(model, data, [("audio", "noise")], test_set=["image"])
+    with pytest.raises(ContractError, match="non-empty set"):
+        corruption_curves(model, data, [("image", "noise")], test_set=["image", "gps"])
+
+
+def test_evaluate_corrupted_is_what_the_curves_measure(trained) -> None:  # type: ignore[no-untyped-def]
+    from edgefuse.data.corruptions import corrupt_split
+    from edgefuse.degraded import evaluate_corrupted
+
+    data, model = trained
+    parts = [
+        corrupt_split(data, "test", "audio", "nan", 2, 0),
+        corrupt_split(data, "test", "image", "noise", 4, 0),
+    ]
+    out = evaluate_corrupted(model, data.split("test"), parts)
+    curves = corruption_curves(model, data, [("audio", "nan"), ("image", "noise")], severities=(2, 4))
+    by = {(c["modality"], c["severity"]): c for c in curves["curves"]}
+    assert set(out["clean"]["fused"]) == {"audio+image", "audio", "image"}
+    assert out["clean"]["fused"]["audio+image"] == curves["clean"]["fused"]
+    assert out["clean"]["single"] == curves["clean"]["single"]
+    for c in out["curves"]:
+        ref = by[(c["modality"], c["severity"])]
+        assert set(c["fused"]) == {"audio+image", c["modality"]}  # every T with the corrupted modality
+        assert c["fused"]["audio+image"] == ref["fused"]
+        assert c["single"] == ref["single"]
+        assert c["fused"][c["modality"]] == c["single"][c["modality"]]
+    assert evaluate_corrupted(model, data.split("test"), []) == {"clean": {}, "curves": []}

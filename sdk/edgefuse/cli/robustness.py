@@ -9,6 +9,13 @@ or beside ``--json``) as soon as it is finished; ``--resume`` reuses the finishe
 Ctrl-C. ``--executor process --workers N`` runs jobs in N processes on this machine; ``--executor ray
 --ray-address auto|HOST:PORT`` on a Ray cluster (the store on a filesystem every node sees). Exit
 status 1 when jobs failed (the others finish; the failed cells are listed in the JSON and the report).
+
+Degraded sensors: ``--corruptions audio:noise,image:blur --severities 1,3,5`` also evaluates every model
+under each corruption of one modality at each severity (``--corruption-seed``), with every test set that
+contains the corrupted modality: fused accuracy, corruption retention, each modality alone on the same
+rows, and the fusion regret (best alone - fused; <= 0 is good). Printed as a short regret table; the JSON
+(``corruption``), grid.md and corruption.png hold every test set. Reused jobs are not retrained for other
+corruptions.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from edgefuse.cli._common import (
     positive_int,
     pretrain_epochs_int,
     require_extra,
+    seed_int,
     seeds_arg,
 )
 from edgefuse.cli.train import add_factory_args, factory_from_args
@@ -68,7 +76,26 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-specialists", action="store_true", help="do not add the specialists S = T")
     p.add_argument("--json", dest="json_path", default=None, help="write the grid as JSON here")
-    p.add_argument("--report", default=None, help="folder for grid.json, grid.md and heatmap.png")
+    p.add_argument(
+        "--report", default=None, help="folder for grid.json, grid.md, heatmap.png (and corruption.png)"
+    )
+    c = p.add_argument_group("degraded sensors (corruption axis)")
+    c.add_argument(
+        "--corruptions",
+        type=_corruptions_arg,
+        default=None,
+        metavar="MODALITY:KIND,...",
+        help="evaluate every model with one modality corrupted, e.g. --corruptions audio:noise,image:blur "
+        "--severities 1,3,5 (kinds: audio noise/gain/eq/shift/clip, image noise/blur/occlusion/contrast/"
+        "brightness, any modality zeros/const/nan; audio eq/clip need the recordings: --data av-digits)",
+    )
+    c.add_argument(
+        "--severities",
+        type=_severities_arg,
+        default=None,
+        help="severities 1..5 (default with --corruptions: 1,3,5)",
+    )
+    c.add_argument("--corruption-seed", type=seed_int, default=0, help="seed of the corruptions (default 0)")
     g = p.add_argument_group("jobs and executors")
     g.add_argument(
         "--executor", choices=["inline", "process", "ray"], default="inline", help="where jobs run"
@@ -93,6 +120,57 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--ray-address", default=None, help="auto or HOST:PORT of a Ray head (--executor ray)")
     g.add_argument("--gpus-per-job", type=nonneg_float, default=0.0, help="num_gpus of each Ray task")
     return p
+
+
+def _corruptions_arg(text: str) -> str:
+    """An argparse ``type=``: ``modality:kind`` items (names checked; the modalities against the data later)."""
+    from edgefuse.data.corruptions import parse_corruptions
+    from edgefuse.errors import DataError
+
+    try:
+        parse_corruptions(text)
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _severities_arg(text: str) -> tuple[int, ...]:
+    """An argparse ``type=``: ``1,3,5`` (each in 1..5)."""
+    from edgefuse.data.corruptions import parse_severities
+    from edgefuse.errors import DataError
+
+    try:
+        return parse_severities(text)
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _regret_table(grid: Any) -> Any:
+    """A rich table of the fusion regret of each model with its own train set S (|S| ≥ 2), one corrupted."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title="Fusion regret (T = S; every T in the JSON and report): best alone - fused, <= 0 is good"
+    )
+    for col in ("method", "S", "corruption", "severity", "fused", "retention", "best alone", "regret"):
+        table.add_column(
+            col, justify="right" if col in ("severity", "fused", "retention", "regret") else "left"
+        )
+    for r in grid.corruption.regret_rows():
+        reg = r["regret"]
+        best = r["best_single"]
+        table.add_row(
+            r["method"],
+            r["train"],
+            f"{r['modality']}:{r['kind']}",
+            str(r["severity"]),
+            f"{r['fused']['mean']:.3f}",
+            "–" if r["retention"] is None else f"{r['retention']['mean']:.3f}",
+            f"{best} {r['single'][best]['mean']:.3f}",
+            Text(f"{reg['mean']:+.3f} ± {reg['std']:.3f}", style="red" if reg["mean"] > 0 else "green"),
+        )
+    return table
 
 
 def _store_path(args: argparse.Namespace) -> str | None:
@@ -133,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         check_out_path(store, "--store")
     if args.resume and not store:
         raise ContractError("--resume reuses the jobs of a store: give --store, --report or --json")
+    if args.severities is not None and args.corruptions is None:
+        raise ContractError("--severities are the levels of --corruptions: give --corruptions as well")
     if args.ray_address and args.executor != "ray":
         raise ContractError(f"--ray-address is for --executor ray; the executor is {args.executor!r}")
     seeds = args.seeds  # parsed and checked by seeds_arg
@@ -169,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
             max_retries=args.max_retries,
             ray_address=args.ray_address,
             gpus_per_job=args.gpus_per_job,
+            corruptions=args.corruptions,
+            severities=args.severities,
+            corruption_seed=args.corruption_seed,
         )
         failure = None
     except SweepError as exc:
@@ -189,6 +272,8 @@ def run(args: argparse.Namespace) -> int:
         f"reused, {sw['ran']} run ({sw['retries']} retried, {sw['failed']} failed) by the {sw['executor']} "
         f"executor" + (f"; store: {sw['store']}" if sw["store"] else "")
     )
+    if grid.corruption is not None and grid.corruption.regret_rows():
+        console.print(_regret_table(grid))
     for kind, path in written.items():
         console.print(f"  {kind}: {path}")
     if failure is not None:

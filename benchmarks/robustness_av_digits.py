@@ -12,8 +12,10 @@ and must be run in the same commit).
 
 Trains, on the speaker-disjoint AV-digits splits with degraded images, every (method, intervention,
 train set, seed) of the grid: methods supervised and contrastive; interventions none, moddrop, masd,
-wiseft (moddrop model x baseline; linear probe x fine-tuned for a single labelled modality) and
-masd+wiseft; train sets audio+image, audio, image (the specialists). It then writes the Markdown report,
+wiseft (moddrop model x baseline; linear probe x fine-tuned for a single labelled modality),
+masd+wiseft, gate+moddrop and gate+masd (reliability-gated fusion trained on corrupted copies); train
+sets audio+image, audio, image (the specialists). Every model is also evaluated under the corruptions of
+:data:`CORRUPTIONS` at :data:`SEVERITIES` (fusion regret, corruption retention). It then writes the Markdown report,
 the heatmap, the JSON and the exact command into the output folder. The baseline every factor is
 measured against is trained in the same run, on the same splits and seeds.
 
@@ -34,7 +36,16 @@ import sys
 import time
 from pathlib import Path
 
-INTERVENTIONS = ["none", "moddrop", "masd", "wiseft", "masd+wiseft"]
+INTERVENTIONS = ["none", "moddrop", "masd", "wiseft", "masd+wiseft", "gate+moddrop", "gate+masd"]
+#: The corruption axis of the page: every audio corruption and two image ones, at severities 3-5.
+CORRUPTIONS = "audio:noise,audio:gain,audio:eq,audio:shift,audio:clip,image:noise,image:blur"
+SEVERITIES = (3, 4, 5)
+#: Corruptions are drawn with this seed (training augmentation uses seeds >= 1,000,003: never these draws).
+CORRUPTION_SEED = 0
+#: Issue #16's targets for the reliability-gated variants: fusion regret <= REGRET_MAX points under every
+#: audio corruption at severity >= 3 (mean over seeds), clean cost <= COST_MAX points, drop factor >= 2.
+REGRET_MAX = 0.0
+GATE_FACTOR_MIN = 2.0
 METHODS = ["supervised", "contrastive"]
 #: The claim's thresholds: drop factor >= FACTOR_MIN at a cost <= COST_MAX points.
 FACTOR_MIN = 1.5
@@ -305,6 +316,8 @@ def write_report(grid, out: Path, command: str, seconds: float, args: argparse.N
         "(chosen α per model: robustness/grid.json, `meta.wiseft_alpha`).",
         "",
     ]
+    degraded, gate_targets = degraded_section(grid, claims)
+    lines += degraded
     lines += provenance_lines(prov, command, seconds)
     lines += [
         "## Heatmap",
@@ -322,11 +335,141 @@ def write_report(grid, out: Path, command: str, seconds: float, args: argparse.N
         "verdict": "reproduced" if met else "not established",
         "claimed_by": [name for name, _, _ in met],
     }
+    if gate_targets:
+        grid.meta["gate_targets"] = gate_targets
     grid.heatmap(figs / "heatmap.png")
+    if grid.corruption is not None:
+        grid.corruption.plot(figs / "corruption.png")
     grid.write_json(figs / "grid.json")
     path = out / "robustness-results.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def degraded_section(grid, claims: dict[str, list[dict]]) -> tuple[list[str], dict]:
+    """The "Degraded sensors" section: fusion regret per variant under each corruption, and #16's targets.
+
+    Regret (points) = best single-modality accuracy on the same corrupted rows − fused accuracy, every
+    modality present (T = U), mean ± std over seeds. A gated variant meets the targets when its mean
+    regret is ≤ :data:`REGRET_MAX` under every audio corruption at severity ≥ 3, its clean cost (paired
+    with the baseline, points) is ≤ :data:`COST_MAX` and its drop factor is ≥ :data:`GATE_FACTOR_MIN`
+    (point estimates; their 95% intervals are listed beside them).
+    """
+    from edgefuse.robustness import format_set
+
+    u = format_set(grid.modalities)
+    summary = [r for r in grid.corruption_summary() if r["train"] == u and r["test"] == u]
+    if not summary:
+        return [], {}
+    keys = list(dict.fromkeys((r["modality"], r["kind"], r["severity"]) for r in summary))
+    by = {(r["method"], r["modality"], r["kind"], r["severity"]): r for r in summary}
+    lines = [
+        "## Degraded sensors: fusion regret",
+        "",
+        f"Every model of the grid trained on {u} is also evaluated with every modality present while one is corrupted "
+        f"(edgefuse.data.corruptions, seed {CORRUPTION_SEED}; audio on the recordings, re-featurised; images on the "
+        "pixels before the PCA). Fusion regret = best single-modality accuracy on the same corrupted rows − fused "
+        "accuracy, in points, mean ± std over seeds; ≤ 0 is good (definitions: docs/metrics.md). The gated variants "
+        "weigh each row's modalities by a reliability computed from each modality's own embedding "
+        "(edgefuse.interventions, `gate+moddrop`, `gate+masd`); they were trained on corrupted copies of the train "
+        "split drawn with other seeds (every row another microphone), never on these test rows.",
+        "",
+    ]
+    targets: dict[str, dict] = {}
+    for method, rows in claims.items():
+        labels = [r["intervention"] for r in rows]
+        lines += [
+            f"### {method}",
+            "",
+            "| corruption | " + " | ".join(labels) + " |",
+            "|---|" + "---|" * len(labels),
+        ]
+        clean = by.get((labels[0], *keys[0]))
+        if clean is not None:
+            cells = []
+            for label in labels:
+                r = by.get((label, *keys[0]))
+                cells.append("–" if r is None else f"{100 * r['clean']['regret']['mean']:+.1f}")
+            lines.append("| clean (seed mean) | " + " | ".join(cells) + " |")
+        for m, kind, sev in keys:
+            cells = []
+            for label in labels:
+                r = by.get((label, m, kind, sev))
+                cells.append(
+                    "–" if r is None else f"{100 * r['regret']['mean']:+.1f} ± {100 * r['regret']['std']:.1f}"
+                )
+            lines.append(f"| {m}:{kind} @{sev} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for r in rows:
+            if "gate+" not in r["intervention"]:
+                continue
+            label = r["intervention"]
+            audio = [
+                by[(label, m, kind, sev)]
+                for m, kind, sev in keys
+                if m == "audio" and sev >= 3 and (label, m, kind, sev) in by
+            ]
+            worst = max(audio, key=lambda a: a["regret"]["mean"]) if audio else None
+            base = [by[(labels[0], a["modality"], a["kind"], a["severity"])] for a in audio]
+            targets[label] = {
+                "worst_audio_regret_points": None if worst is None else 100 * worst["regret"]["mean"],
+                "worst_audio_corruption": None
+                if worst is None
+                else f"audio:{worst['kind']}@{worst['severity']}",
+                "baseline_worst_audio_regret_points": max(
+                    (100 * b["regret"]["mean"] for b in base), default=None
+                ),
+                "audio_regret_points": {
+                    f"{a['kind']}@{a['severity']}": 100 * a["regret"]["mean"] for a in audio
+                },
+                "cost_points": r["cost_ci"]["estimate"],
+                "cost_ci": r["cost_ci"],
+                "drop_factor": r["factor_ci"]["estimate"],
+                "factor_ci": r["factor_ci"],
+            }
+            t = targets[label]
+            t["met"] = {
+                "regret": t["worst_audio_regret_points"] is not None
+                and t["worst_audio_regret_points"] <= REGRET_MAX,
+                "clean_cost": t["cost_points"] <= COST_MAX,
+                "drop_factor": t["drop_factor"] >= GATE_FACTOR_MIN,
+            }
+    if targets:
+        chosen = min(
+            targets,
+            key=lambda k: (-sum(targets[k]["met"].values()), targets[k]["worst_audio_regret_points"]),
+        )
+        lines += [
+            "### Targets of the reliability-gated fusion",
+            "",
+            f"Targets: mean fusion regret ≤ {REGRET_MAX:g} points under every audio corruption at severity ≥ 3, clean "
+            f"all-present cost ≤ {COST_MAX:g} point against the baseline, missing-modality drop factor ≥ {GATE_FACTOR_MIN:g}x "
+            "(point estimates over the seeds; 95% intervals beside them).",
+            "",
+            "| variant | worst audio regret (points) | baseline's worst, same method | cost (points), 95% CI | drop factor, 95% CI | targets met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label, t in targets.items():
+            met = ", ".join(k for k, ok in t["met"].items() if ok) or "none"
+            missed = [k for k, ok in t["met"].items() if not ok]
+            lines.append(
+                f"| {label}{' (chosen)' if label == chosen else ''} | {t['worst_audio_regret_points']:+.1f} "
+                f"({t['worst_audio_corruption']}) | {t['baseline_worst_audio_regret_points']:+.1f} | "
+                f"{ci_text(t['cost_ci'], '+.1f')} | {ci_text(t['factor_ci'], '.2f')}x | {met}"
+                + (f" (missed: {', '.join(missed)})" if missed else "")
+                + " |"
+            )
+        ok = all(targets[chosen]["met"].values())
+        lines += [
+            "",
+            f"Chosen (most targets met, then lowest worst regret): **{chosen}** — "
+            + ("all three targets met." if ok else "not every target is met; the table says which."),
+            "",
+            "![accuracy vs severity](robustness/corruption.png)",
+            "",
+        ]
+        targets = {"chosen": chosen, "variants": targets}
+    return lines, targets
 
 
 def recipe_line(recipe: dict) -> str:
@@ -407,6 +550,18 @@ def data_fingerprint(dataset) -> dict:
     }
 
 
+def corruptions_for(dataset) -> str:
+    """:data:`CORRUPTIONS` less the audio kinds that need recordings when the dataset has none (synthetic)."""
+    from edgefuse.data.corruptions.specs import FEATURE_LEVELS
+
+    keep = [
+        c
+        for c in CORRUPTIONS.split(",")
+        if not c.startswith("audio:") or "audio_files" in dataset.meta or c.split(":")[1] in FEATURE_LEVELS
+    ]
+    return ",".join(keep)
+
+
 def config_for(args: argparse.Namespace, modalities: tuple[str, ...]):
     """The TrainConfig of a run (the default recipe; ``--epochs`` overrides epochs, pre-training gets half)."""
     from dataclasses import replace
@@ -430,8 +585,8 @@ REDUCED_ROWS = {"train": 200, "val": 100, "test": 100}
 def reduced_run(fsdd: str | None = None) -> dict:
     """Train and score a tiny grid through the page's code path (same loader, trainer, interventions, sweep).
 
-    One seed (0), supervised with every intervention of the page plus the contrastive baseline and
-    moddrop, on :data:`REDUCED_ROWS` rows of each AV-digits split, 2 epochs, 1 thread, inline executor.
+    One seed (0), supervised with the page's interventions (gate+moddrop with one clean epoch and two
+    corrupted copies) plus the contrastive baseline and moddrop, on :data:`REDUCED_ROWS` rows of each AV-digits split, 2 epochs, 1 thread, inline executor.
 
     Returns:
         JSON: ``scores`` (``label S seed`` -> test accuracy per T), ``weights`` (``label`` -> sum of |w|
@@ -445,16 +600,21 @@ def reduced_run(fsdd: str | None = None) -> dict:
     from edgefuse.robustness import run_grid
 
     full = load_dataset("av-digits", fsdd=fsdd, degrade_image=4)
-    splits = {}
+    splits, kept = {}, {}
     for name, split in full.splits.items():
         step = max(1, len(split) // REDUCED_ROWS[name])
-        splits[name] = split.subset(np.arange(0, len(split), step)[: REDUCED_ROWS[name]])
+        kept[name] = np.arange(0, len(split), step)[: REDUCED_ROWS[name]]
+        splits[name] = split.subset(kept[name])
+    meta = dict(full.meta)
+    for key in ("audio_files", "image_index"):  # the rows' recordings and raw images, for the corruptions
+        if isinstance(meta.get(key), dict):
+            meta[key] = {n: [meta[key][n][i] for i in kept[n]] for n in meta[key] if n in kept}
     dataset = MultimodalDataset(
         name=full.name,
         modalities=full.modalities,
         label_names=full.label_names,
         splits=splits,
-        meta=full.meta,
+        meta=meta,
     )
     args = argparse.Namespace(epochs=2)
     cfg = config_for(args, dataset.modality_names)
@@ -475,7 +635,8 @@ def reduced_run(fsdd: str | None = None) -> dict:
         METHODS,
         [0],
         cfg,
-        interventions=["none", "moddrop", "masd", "wiseft"],
+        interventions=["none", "moddrop", "masd", "wiseft", "gate+moddrop"],
+        intervention_params={"gate+moddrop": {"warmup": 1, "copies": 2}},  # 2 epochs: 1 clean, 1 corrupted
         wiseft_alphas=[0.0, 0.5, 1.0],
         include_specialists=False,
         executor="inline",
@@ -569,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         store=args.store,
         resume=args.resume,
+        corruptions=corruptions_for(dataset),
+        severities=SEVERITIES,
+        corruption_seed=CORRUPTION_SEED,
     )
     seconds = time.perf_counter() - t0
     command = "python benchmarks/robustness_av_digits.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -115,7 +115,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--lr", type=positive_float, default=None, help="learning rate, a finite number > 0")
     p.add_argument(
-        "--intervention", default="none", choices=["none", "moddrop", "masd"], help="robustness intervention"
+        "--intervention",
+        default="none",
+        choices=["none", "moddrop", "masd", "gate+moddrop", "gate+masd"],
+        help="robustness intervention; gate+...: per-row reliability gates trained on corrupted copies",
     )
     p.add_argument(
         "--param",
@@ -123,7 +126,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=[],
         type=param_arg,
         metavar="NAME=VALUE",
-        help="intervention hyper-parameter, repeatable: moddrop p=0.5; masd K=1 lambda=1 beta=0.5 tau=2",
+        help="intervention hyper-parameter, repeatable: moddrop p=0.5; masd K=1 lambda=1 beta=0.5 tau=2; "
+        "gate+...: those plus hidden=32 corrupt_p=0.8 copies=8 gate_weight=1 warmup=5 target_power=1",
     )
     p.add_argument("--seed", type=seed_int, default=0, help=f"training seed, 0..{MAX_SEED} (default 0)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")

@@ -2,14 +2,19 @@
 
 * Split layout (default): one :class:`EncoderGraph` per exported modality (``[B, *shape] -> [B, D]``,
   output ``embedding``) and one :class:`HeadGraph` (``fused [B, D] -> logits [B, C]``). The fusion
-  between them runs in the C++ kernel on the device, with the parameters stored in the manifest.
+  between them runs in the C++ kernel on the device, with the parameters stored in the manifest. A
+  model whose fusion has reliability gates (:class:`~edgefuse.models.fusion.ReliabilityGate`) gives each
+  encoder graph a second output, ``reliability [B, 1]`` (its modality's gate applied to the embedding),
+  so every backend computes the per-row weights the same way; ungated graphs are unchanged.
 * Monolithic layout: one :class:`MonolithicGraph` taking every exported modality plus a bool
   ``presence`` mask ``[B, M]``; fusion is written with ``torch.where`` so NaN in an absent input cannot
-  leak into the result. Every encoder runs on every row (a static graph cannot skip work).
+  leak into the result. Every encoder runs on every row (a static graph cannot skip work). With gates,
+  the graph's fusion applies them too (:func:`restricted_fusion` keeps the exported columns' gates).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "COST_COUNTER",
+    "RELIABILITY",
     "EncoderGraph",
     "GraphSpec",
     "HeadGraph",
@@ -32,6 +38,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: The name of a gated encoder graph's second output (the manifest's ``fusion.row_weights.from``).
+RELIABILITY = "reliability"
 
 
 @dataclass(frozen=True)
@@ -70,15 +79,23 @@ class GraphSpec:
 
 
 class EncoderGraph(nn.Module):
-    """One modality's encoder: ``x [B, *shape] -> embedding [B, D]``."""
+    """One modality's encoder: ``x [B, *shape] -> embedding [B, D]``.
 
-    def __init__(self, encoder: nn.Module) -> None:
+    With ``gate`` (that modality's :class:`~edgefuse.models.fusion.ReliabilityGate`), ``forward``
+    returns ``(embedding [B, D], reliability [B, 1])``, the reliability in ``[gate.floor, 1]``.
+    """
+
+    def __init__(self, encoder: nn.Module, gate: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder = encoder
+        self.gate = gate
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Encode."""
-        return self.encoder(x)
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """Encode (and rate the embedding's reliability when gated)."""
+        embedding = self.encoder(x)
+        if self.gate is None:
+            return embedding
+        return embedding, self.gate(embedding)
 
 
 class HeadGraph(nn.Module):
@@ -118,9 +135,14 @@ class MonolithicGraph(nn.Module):
 def restricted_fusion(fusion: MaskedFusion, columns: Sequence[int]) -> MaskedFusion:
     """A :class:`MaskedFusion` over a subset of the modalities, with identical math on that subset.
 
-    Renormalising over the present modalities makes this exact: absent columns never contribute.
+    Renormalising over the present modalities makes this exact: absent columns never contribute. The
+    reliability gates of the selected columns are copied (a gate reads only its own modality's
+    embedding, so the per-row weights of the kept columns are unchanged).
     """
     sub = MaskedFusion(len(columns), fusion.dim, eps=fusion.eps, affine=fusion.norm.weight is not None)
+    if fusion.gates is not None:
+        sub.gates = nn.ModuleList([copy.deepcopy(fusion.gates[c]) for c in columns])
+        sub.gate_hidden = fusion.gate_hidden
     with torch.no_grad():
         sub.log_weights.copy_(fusion.log_weights.detach()[list(columns)])
         if fusion.norm.weight is not None:
@@ -139,13 +161,17 @@ def build_graphs(model: MultimodalModel, modalities: Sequence[str], monolithic: 
         inputs += (IOSpec("presence", (len(modalities),), "bool"),)
         module = MonolithicGraph(model, modalities).eval()
         return [GraphSpec("model", "monolithic", module, inputs, (IOSpec("logits", (c,)),))]
+    gates = model.fusion.gates
+    outputs = (IOSpec("embedding", (d,)),) + ((IOSpec(RELIABILITY, (1,)),) if gates is not None else ())
     graphs = [
         GraphSpec(
             f"encoder_{n}",
             f"encoder:{n}",
-            EncoderGraph(model.encoders[n]).eval(),
+            EncoderGraph(
+                model.encoders[n], None if gates is None else gates[model.modality_names.index(n)]
+            ).eval(),
             (IOSpec(n, specs[n].shape, specs[n].dtype),),
-            (IOSpec("embedding", (d,)),),
+            outputs,
         )
         for n in modalities
     ]

@@ -216,13 +216,15 @@ def graph_sqnr(
 ) -> dict[str, float | None]:
     """SQNR (dB) of each graph's output against PyTorch on the first rows of ``split``.
 
-    Encoders are fed their modality's rows; the head is fed the fused embeddings PyTorch's encoders give
-    for every presence pattern (so it is measured on its own, not through int8 encoders); the monolithic
-    graph on every pattern. ``None`` where the output equals PyTorch exactly (infinite SQNR).
+    Encoders are fed their modality's rows; the head is fed the fused embeddings PyTorch's encoders (and
+    reliability gates, for a gated model) give for every presence pattern (so it is measured on its own,
+    not through int8 encoders); the monolithic graph on every pattern. ``None`` where the output equals
+    PyTorch exactly (infinite SQNR).
     """
     import torch
     from edgefuse import _fusion
     from edgefuse.export.quantize import sqnr_db
+    from edgefuse.runtime.gating import RowWeights
 
     n = min(SQNR_ROWS, len(split))
     rows = {m: np.ascontiguousarray(split.inputs[m][:n], dtype=np.float32) for m in exported}
@@ -241,12 +243,18 @@ def graph_sqnr(
         for m in exported:
             got = runners[f"encoder_{m}"]({m: rows[m]})["embedding"]
             out[f"encoder_{m}"] = _finite_or_none(sqnr_db(emb[m], np.asarray(got)))
+        gate = RowWeights.from_manifest(fusion, fusion["weights"], exported)
+        rel = {  # PyTorch's gates on PyTorch's embeddings, so the head is still measured on its own
+            m: model.fusion.reliability(model.modality_names.index(m), torch.from_numpy(emb[m])).numpy()
+            for m in (exported if gate is not None else ())
+        }
         ref_all, got_all = [], []
         for pattern in patterns:
             parts = [np.ascontiguousarray(emb[m]) if m in pattern else None for m in exported]
-            fused = _fusion.fuse(
-                parts, None, fusion["weights"], fusion["gamma"], fusion["beta"], fusion["eps"]
-            )
+            weights = fusion["weights"]
+            if gate is not None:
+                weights = gate.build([rel[m] if m in pattern else None for m in exported], parts, None, n)
+            fused = _fusion.fuse(parts, None, weights, fusion["gamma"], fusion["beta"], fusion["eps"])
             ref_all.append(model.head(torch.from_numpy(np.asarray(fused))).numpy())
             got_all.append(runners["head"]({"fused": fused})["logits"])
         out["head"] = _finite_or_none(sqnr_db(np.concatenate(ref_all), np.concatenate(got_all)))

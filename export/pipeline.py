@@ -39,10 +39,11 @@ from edgefuse.errors import BackendUnavailableError
 from edgefuse.export import int8 as int8_stages
 from edgefuse.export.errors import ExportError, ParityError
 from edgefuse.export.formats import get_exporter
-from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter, Runner
+from edgefuse.export.formats.base import BatchPlan, Converted, FormatExporter
 from edgefuse.export.graphs import COST_COUNTER, GraphSpec, build_graphs, graph_cost
 from edgefuse.export.parity import Comparison, compare, raise_on_failures
 from edgefuse.export.report import ExportReport, FormatResult
+from edgefuse.export.runner import ArtifactRunner, fusion_params
 from edgefuse.export.selection import FormatChoice, plan_formats
 
 __all__ = ["ExportReport", "FormatResult", "export"]
@@ -124,60 +125,17 @@ def _torch_reference(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.
     with torch.no_grad():
         t = {k: torch.from_numpy(v) for k, v in inputs.items()}
         out = {f"embedding:{k}": model.encoders[k](v).numpy() for k, v in t.items()}
+        if model.fusion.gated:  # each gate on its own modality's embedding, as in the encoder graph
+            for k in t:
+                e = torch.from_numpy(out[f"embedding:{k}"])
+                out[f"reliability:{k}"] = model.fusion.reliability(model.modality_names.index(k), e).numpy()
         out["logits"] = model(t).numpy()
     return out
 
 
-class _ArtifactRunner:
-    """Runs a converted artifact the way the runtime will: encoders of present modalities -> kernel -> head."""
-
-    def __init__(
-        self, runners: dict[str, Runner], modalities: list[str], fusion: dict[str, Any], monolithic: bool
-    ) -> None:
-        self.runners, self.modalities, self.fusion, self.monolithic = runners, modalities, fusion, monolithic
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from edgefuse import _fusion
-
-        batch = len(next(iter(inputs.values())))
-        if self.monolithic:
-            feed = {
-                m: inputs.get(m, np.full((batch, *self.fusion["shapes"][m]), np.nan, np.float32))
-                for m in self.modalities
-            }
-            feed["presence"] = np.array([[m in inputs for m in self.modalities]] * batch, dtype=bool)
-            return {"logits": self.runners["model"](feed)["logits"]}
-        out: dict[str, np.ndarray] = {}
-        embeddings: list[np.ndarray | None] = []
-        for m in self.modalities:
-            if m in inputs:
-                out[f"embedding:{m}"] = np.ascontiguousarray(
-                    self.runners[f"encoder_{m}"]({m: inputs[m]})["embedding"], dtype=np.float32
-                )
-                embeddings.append(out[f"embedding:{m}"])
-            else:
-                embeddings.append(None)
-        f = self.fusion
-        fused = _fusion.fuse(embeddings, None, f["weights"], f["gamma"], f["beta"], f["eps"])
-        out["logits"] = self.runners["head"]({"fused": fused})["logits"]
-        return out
-
-
-def _fusion_params(model: Any, modalities: list[str]) -> dict[str, Any]:
-    params = model.fusion.fusion_parameters()
-    idx = [model.modality_names.index(m) for m in modalities]
-    return {
-        "weights": np.ascontiguousarray(params["weights"][idx], np.float32),
-        "gamma": params.get("gamma"),
-        "beta": params.get("beta"),
-        "eps": float(params["eps"]),
-        "shapes": {m.name: m.shape for m in model.modalities},
-    }
-
-
 def _parity(
     exporter: FormatExporter,
-    run: _ArtifactRunner,
+    run: ArtifactRunner,
     model: Any,
     patterns: list[tuple[str, ...]],
     precision: str,
@@ -211,9 +169,7 @@ def _parity(
     return results
 
 
-def _agreement(
-    run: _ArtifactRunner, model: Any, split: Any, modalities: list[str], batch: int = 256
-) -> float:
+def _agreement(run: ArtifactRunner, model: Any, split: Any, modalities: list[str], batch: int = 256) -> float:
     """Top-1 agreement between the artifact and PyTorch on a labelled split (all exported modalities)."""
     import torch
 
@@ -344,7 +300,7 @@ def export(
     patterns = _patterns(exported)
     plan = batch or BatchPlan(fixed=tuple(sorted(set(prof.batch_sizes) | {1})))
     graphs = build_graphs(model, exported, monolithic)
-    fusion = _fusion_params(model, exported)
+    fusion = fusion_params(model, exported)
     job = _Job(
         model,
         exported,
@@ -388,7 +344,8 @@ def export_cached(
 
     The artifact in ``out`` is reused when its manifest is valid, every file still has its recorded
     sha256, and it was written by this EdgeFuse version from the same checkpoint weights (sha256) for
-    the same profile, format, precision and layout. Otherwise it is exported again (replacing ``out``
+    the same profile, format, precision and layout, with reliability gates exactly when the checkpoint
+    has them (``fusion.row_weights``). Otherwise it is exported again (replacing ``out``
     in one atomic exchange once the new artifact is complete). An ``out`` that is not an artifact folder
     (the user's files, a checkpoint, an artifact holding unlisted files) is refused as :func:`export`
     refuses it, never replaced.
@@ -424,7 +381,11 @@ def export_cached(
 
     prof = profile if isinstance(profile, DeviceProfile) else get_profile(str(profile))
     target = Path(out)
-    sha = read_checkpoint_info(checkpoint)["weights_sha256"]
+    info = read_checkpoint_info(checkpoint)
+    sha = info["weights_sha256"]
+    # an artifact of a gated model exported before gates were exported has the same weights sha256
+    fusion_info = info.get("fusion") or (info.get("architecture") or {}).get("fusion") or {}
+    gated = bool(fusion_info.get("gate_hidden"))
     if (target / "manifest.json").is_file():
         try:
             manifest = read_manifest(target)
@@ -437,6 +398,7 @@ def export_cached(
                 and data.get("format") == fmt
                 and data.get("precision") == precision
                 and data.get("layout") == ("monolithic" if monolithic else "split")
+                and bool((data.get("fusion") or {}).get("row_weights")) == gated
                 # counts made by this counter (older exports lack them or counted differently)
                 and all(
                     (g.get("cost") or {}).get("counted_from") == COST_COUNTER
@@ -542,7 +504,7 @@ def _unavailable(fmt: str, reason: str, exporter: FormatExporter, target: Path, 
         if job.precision == "int8":
             if onnx_exporter.runner_unavailable_reason() is None:
                 runners = {g.name: onnx_exporter.load_runner(tmp, converted[g.name], g) for g in job.graphs}
-                run = _ArtifactRunner(runners, job.exported, job.fusion, job.monolithic)
+                run = ArtifactRunner(runners, job.exported, job.fusion, job.monolithic)
                 int8_record = int8_stages.validate("tensorrt (QDQ ONNX)", run, runners, job)
             int8_record = {**(int8_record or {}), **int8_stages.manifest_record(converted, job)}
         precision = "int8" if job.precision == "int8" else "fp32"
@@ -609,7 +571,7 @@ def _export_one(exporter: FormatExporter, fmt: str, target: Path, job: _Job) -> 
         runner_reason = exporter.runner_unavailable_reason()
         if runner_reason is None:
             runners = {g.name: exporter.load_runner(tmp, converted[g.name], g) for g in job.graphs}
-            run = _ArtifactRunner(runners, job.exported, job.fusion, job.monolithic)
+            run = ArtifactRunner(runners, job.exported, job.fusion, job.monolithic)
             if job.precision == "int8":
                 int8_record = int8_stages.validate(fmt, run, runners, job)
             else:
@@ -678,7 +640,7 @@ def _write_artifact(
     notes: str | None = None,
     agreement: float | None = None,
     runner_reason: str | None = None,
-    run: _ArtifactRunner | None = None,
+    run: ArtifactRunner | None = None,
     int8_record: dict[str, Any] | None = None,
 ) -> None:
     """Write reference.npz and the manifest into the staging folder, then swap it onto its target.
@@ -691,7 +653,7 @@ def _write_artifact(
     """
     from edgefuse import __version__
     from edgefuse.export.parity import tolerance
-    from edgefuse.manifest import MANIFEST_SCHEMA_VERSION, Manifest, file_entry
+    from edgefuse.manifest import MANIFEST_SCHEMA_VERSION, Manifest, file_entry, schema_version_for
 
     tmp = staging.path
     model, graphs, fusion = job.model, job.graphs, job.fusion
@@ -744,6 +706,7 @@ def _write_artifact(
             "beta": None if fusion["beta"] is None else fusion["beta"].tolist(),
             "eps": fusion["eps"],
             "dim": int(model.embed_dim),
+            **({"row_weights": fusion["row_weights"]} if fusion.get("row_weights") else {}),
         },
         "graphs": {
             g.name: {
@@ -775,5 +738,6 @@ def _write_artifact(
         data["int8"] = int8_record
     if notes or agreement is not None or runner_reason:
         data["notes"] = {"note": notes, "fp16_top1_agreement": agreement, "parity_not_run": runner_reason}
+    data["schema_version"] = schema_version_for(data)  # 1 without gates: older runtimes still read it
     Manifest(data=data, root=tmp).write()
     staging.commit()

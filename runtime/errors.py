@@ -13,6 +13,7 @@ from edgefuse.errors import EdgeFuseError
 __all__ = [
     "BackendError",
     "BackendStateError",
+    "BadOutputError",
     "BrokenArtifactError",
     "InputError",
     "NonFiniteOutputError",
@@ -41,8 +42,12 @@ class BrokenArtifactError(BackendError):
     """A graph file matches its recorded size and sha256 but its backend cannot load it: written broken."""
 
 
-class NonFiniteOutputError(EdgeFuseError, ArithmeticError):
-    """A model produced NaN/Inf logits from finite inputs (overflowing weights or a broken graph)."""
+class BadOutputError(EdgeFuseError, ArithmeticError):
+    """A graph produced output that breaks its contract (e.g. a reliability outside ``[0, 1]``): a broken graph."""
+
+
+class NonFiniteOutputError(BadOutputError):
+    """A model produced NaN/Inf logits (or reliabilities) from finite inputs (overflowing weights, a broken graph)."""
 
 
 class BackendStateError(BackendError):

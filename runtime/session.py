@@ -5,7 +5,9 @@ from an explicit ordered list (the caller's, else the device profile's; nothing 
 loads only the graphs the device needs: the encoders of the modalities its sensors provide, plus the
 head (or the one graph of a monolithic artifact). ``Session.predict`` validates inputs, runs the encoder
 of each modality present in at least one row, fuses the embeddings with
-:func:`edgefuse._fusion.fuse` (absent rows and modalities are never read) and runs the head::
+:func:`edgefuse._fusion.fuse` (absent rows and modalities are never read) and runs the head. A gated
+artifact's encoders also give each row's reliability; the kernel then gets per-row weights ``(B, M)``
+(:mod:`edgefuse.runtime.gating`)::
 
     import numpy as np
     from edgefuse.runtime import load
@@ -20,7 +22,6 @@ Imports only numpy, :mod:`edgefuse._fusion`, :mod:`edgefuse.errors`, :mod:`edgef
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,14 +41,13 @@ from edgefuse.runtime.errors import (
     NonFiniteOutputError,
     VerificationError,
 )
+from edgefuse.runtime.gating import RowWeights
 from edgefuse.runtime.registry import BACKENDS, choose_for_profile, choose_with_reasons
 from edgefuse.runtime.registry import unknown_profile_fallback as _unknown_profile
 from edgefuse.runtime.results import Prediction, ReferenceCheck, VerifyReport
 from edgefuse.trust import MalformedFileError, load_npz, read_bounded, user_path
 
 __all__ = ["Prediction", "ReferenceCheck", "Session", "VerifyReport", "load"]  # results re-exported
-
-_log = logging.getLogger(__name__)
 
 _ON_NONFINITE = ("error", "allow")
 _ON_ALL_ABSENT = ("error", "beta")
@@ -242,6 +242,9 @@ class Session:
         self._beta = None if fusion.get("beta") is None else np.ascontiguousarray(fusion["beta"], np.float32)
         self._eps = float(fusion["eps"])
         self._dim = int(fusion.get("dim") or (len(fusion["beta"]) if fusion.get("beta") else 0))
+        # gated fusion: each encoder's second output scales its weight per row (the monolithic graph
+        # applies its gates inside); None keeps the fixed-weight path exactly as it is
+        self._gate = None if self._monolithic else RowWeights.from_manifest(fusion, self._weights, kept)
         self._labels = tuple(str(x) for x in data["label_names"])
 
     def _graph(self, gname: str) -> Mapping[str, Any]:
@@ -280,43 +283,8 @@ class Session:
                 f"records, but {cls.name} cannot load it, so the artifact was written broken (or by an "
                 f"exporter {cls.name} does not support): {exc}. Re-export the artifact."
             ) from exc
-        self._check_io(backend, gname, graph)
+        backend.check_manifest_io(graph, f"{self._root}: graph {gname!r}")
         return backend
-
-    def _check_io(self, backend: Backend, gname: str, graph: Mapping[str, Any]) -> None:
-        """Refuse a graph whose real inputs/outputs contradict the manifest (caught at load, not at predict)."""
-        try:
-            real = backend.io_spec()
-        except Exception:  # a backend that cannot describe its graph is checked by verify() instead
-            _log.debug("graph %s: io_spec unavailable", gname, exc_info=True)
-            return
-        for kind, declared, found in (
-            ("input", graph["inputs"], real.inputs),
-            ("output", graph["outputs"], real.outputs),
-        ):
-            by_name = {t.name: t for t in found}
-            for entry in declared:
-                t = by_name.get(str(entry["name"]))
-                if t is None and kind == "output" and found:
-                    backend.close()
-                    raise ManifestError(
-                        f"{self._root}: graph {gname!r} has no output {entry['name']!r} (it has "
-                        f"{sorted(by_name)}), which the manifest declares; re-export the artifact"
-                    )
-                if t is None:
-                    continue  # an exporter may drop unused inputs
-                want = [None if d is None or d < 0 else int(d) for d in entry["shape"]][1:]
-                got = list(t.shape[1:])
-                bad_shape = len(want) != len(got) or any(
-                    w is not None and g is not None and w != g for w, g in zip(want, got, strict=False)
-                )
-                if bad_shape or np.dtype(entry.get("dtype", "float32")) != np.dtype(t.dtype):
-                    backend.close()
-                    raise ManifestError(
-                        f"{self._root}: graph {gname!r} {kind} {t.name!r} is {t.describe()} in the file but the "
-                        f"manifest declares [B, {', '.join(str(d) for d in want)}] {entry.get('dtype', 'float32')}; "
-                        "the manifest does not describe this graph: re-export the artifact"
-                    )
 
     # ---- properties -------------------------------------------------------------------------------------
     @property
@@ -502,6 +470,9 @@ class Session:
                 batch sizes, NaN/Inf in a present row, every modality absent in a row, a mask of the
                 wrong type/dtype/shape, or a mask of 1 where the input is ``None``.
             BackendStateError: After :meth:`close`.
+            NonFiniteOutputError: NaN/Inf logits (or, for a gated artifact, a NaN/Inf reliability in a
+                present row) from finite inputs, with ``on_nonfinite="error"``.
+            BadOutputError: A gated encoder's reliability outside ``[0, 1]`` in a present row (a broken graph).
         """
         if self._closed:
             raise BackendStateError("this session is closed; load the artifact again")
@@ -590,7 +561,7 @@ class Session:
         logits = (
             self._run_monolithic(arrays, present, batch)
             if self._monolithic
-            else self._run_split(arrays, run_cols, kernel_mask, batch)
+            else self._run_split(arrays, run_cols, kernel_mask, batch, on_nonfinite)
         )
         logits = _f32(logits)
         if on_nonfinite == "error" and not _fusion.all_finite(logits):
@@ -608,21 +579,35 @@ class Session:
         )
 
     def _run_split(
-        self, arrays: list[np.ndarray | None], run_cols: list[bool], mask: np.ndarray | None, batch: int
+        self,
+        arrays: list[np.ndarray | None],
+        run_cols: list[bool],
+        mask: np.ndarray | None,
+        batch: int,
+        on_nonfinite: str = "error",
     ) -> np.ndarray:
+        gate = self._gate
         embeddings: list[np.ndarray | None] = [None] * len(arrays)
+        rels: list[np.ndarray | None] = [None] * len(arrays)
         for j, arr in enumerate(arrays):
             if arr is None or not run_cols[j]:
                 continue  # a modality absent from every row: its encoder never runs
             backend, in_name, out_name = self._encoders[j]
-            out = backend._execute1(in_name, np.ascontiguousarray(arr), out_name)
+            if gate is None:
+                out = backend._execute1(in_name, np.ascontiguousarray(arr), out_name)
+            else:  # a gated encoder: its embedding and each row's reliability
+                out, rels[j] = backend._execute_n(in_name, np.ascontiguousarray(arr), (out_name, gate.output))
             embeddings[j] = out if out.dtype == np.float32 and out.flags.c_contiguous else _f32(out)
         if all(e is None for e in embeddings):  # every row all-absent (on_all_absent="beta")
             fused = np.zeros((batch, self._dim), dtype=np.float32)
             if self._beta is not None:
                 fused += self._beta
         else:
-            fused = _fusion.fuse(embeddings, mask, self._weights, self._gamma, self._beta, self._eps)
+            weights = self._weights
+            if gate is not None:  # (B, M): fixed weight x reliability in present rows, 0 elsewhere
+                where = f"{self._root} on {self._backend_name}"
+                weights = gate.build(rels, embeddings, mask, batch, on_nonfinite=on_nonfinite, where=where)
+            fused = _fusion.fuse(embeddings, mask, weights, self._gamma, self._beta, self._eps)
         backend, in_name, out_name = self._head
         return backend._execute1(in_name, fused, out_name)
 

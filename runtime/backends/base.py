@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 _NEW, _LOADED, _CLOSED = "new", "loaded", "closed"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -347,6 +349,73 @@ class Backend:
         state and error handling as in :meth:`_execute`); the default delegates to :meth:`_execute`.
         """
         return self._execute({in_name: x})[out_name]
+
+    def _execute_n(self, in_name: str, x: np.ndarray, out_names: Sequence[str]) -> list[np.ndarray]:
+        """:meth:`_execute` for one input and several outputs (a gated encoder: embedding, reliability).
+
+        Returns the outputs in the order of ``out_names``. The default delegates to :meth:`_execute`;
+        a backend may override it like :meth:`_execute1`.
+
+        Raises:
+            BackendError: The backend fails, or does not return one of ``out_names``.
+        """
+        out = self._execute({in_name: x})
+        missing = [n for n in out_names if n not in out]
+        if missing:
+            raise BackendError(
+                f"{self.name}: {self._path} returned {sorted(out)}; outputs {missing} are missing"
+            )
+        return [out[n] for n in out_names]
+
+    def check_manifest_io(self, graph: Mapping[str, Any], where: str) -> None:
+        """Refuse a loaded graph whose real inputs/outputs contradict its manifest entry (at load, not predict).
+
+        Every declared output must exist (a gated encoder's ``reliability`` included) with the declared
+        trailing dimensions and dtype; a declared input may be missing (an exporter may drop unused
+        inputs). A backend that cannot describe its graph is left to ``Session.verify()``.
+
+        Args:
+            graph: The manifest's graph entry (``inputs``, ``outputs``).
+            where: What to name in the message (the artifact folder and graph).
+
+        Raises:
+            ManifestError: Naming the tensor, what the file holds and what the manifest declares (the
+                backend is closed first).
+        """
+        from edgefuse.manifest import ManifestError
+
+        try:
+            real = self.io_spec()
+        except Exception:  # a backend that cannot describe its graph is checked by verify() instead
+            _log.debug("%s: io_spec unavailable", where, exc_info=True)
+            return
+        for kind, declared, found in (
+            ("input", graph["inputs"], real.inputs),
+            ("output", graph["outputs"], real.outputs),
+        ):
+            by_name = {t.name: t for t in found}
+            for entry in declared:
+                t = by_name.get(str(entry["name"]))
+                if t is None and kind == "output" and found:
+                    self.close()
+                    raise ManifestError(
+                        f"{where} has no output {entry['name']!r} (it has {sorted(by_name)}), which the "
+                        "manifest declares; re-export the artifact"
+                    )
+                if t is None:
+                    continue  # an exporter may drop unused inputs
+                want = [None if d is None or d < 0 else int(d) for d in entry["shape"]][1:]
+                got = list(t.shape[1:])
+                bad_shape = len(want) != len(got) or any(
+                    w is not None and g is not None and w != g for w, g in zip(want, got, strict=False)
+                )
+                if bad_shape or np.dtype(entry.get("dtype", "float32")) != np.dtype(t.dtype):
+                    self.close()
+                    raise ManifestError(
+                        f"{where} {kind} {t.name!r} is {t.describe()} in the file but the manifest declares "
+                        f"[B, {', '.join(str(d) for d in want)}] {entry.get('dtype', 'float32')}; the manifest "
+                        "does not describe this graph: re-export the artifact"
+                    )
 
     def io_spec(self) -> IOSpec:
         """The inputs and outputs of the loaded graph as the backend reports them.

@@ -8,7 +8,7 @@ backend takes no lock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -95,6 +95,22 @@ class OnnxRuntimeBackend(Backend):
             return super()._execute1(in_name, x, out_name)
         try:
             return self._fast_run(self._output_names, {in_name: x}, None)[0]
+        except Exception as exc:
+            raise BackendError(
+                f"{self.name} failed to run {self._path}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _execute_n(self, in_name: str, x: np.ndarray, out_names: Sequence[str]) -> list[np.ndarray]:
+        names = list(out_names)
+        if (
+            self._fast_run is None
+            or self._feed_names != (in_name,)
+            or self._output_names != names
+            or self._state != "loaded"
+        ):
+            return super()._execute_n(in_name, x, names)
+        try:
+            return list(self._fast_run(names, {in_name: x}, None))
         except Exception as exc:
             raise BackendError(
                 f"{self.name} failed to run {self._path}: {type(exc).__name__}: {exc}"

@@ -13,7 +13,9 @@ torch, and without torch the backend is *unavailable, with the reason* (``pip in
 The in-memory manifest (:func:`checkpoint_manifest`) carries the fusion parameters read from the model
 and reference cases computed with the model's own ``forward`` (MaskedFusion in torch, not the kernel),
 so :meth:`Session.verify` on a checkpoint checks the split execution (encoders -> C++ kernel -> head)
-against the monolithic PyTorch model for every presence pattern.
+against the monolithic PyTorch model for every presence pattern. A model with reliability gates runs as
+a gated artifact does: each encoder part also outputs ``reliability`` (its gate on its embedding) and
+the manifest's ``fusion.row_weights`` has the session pass per-row weights to the kernel.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = ["CHECKPOINT_FORMAT", "CheckpointManifest", "TorchBackend", "checkpoin
 
 #: The pseudo-format of a checkpoint folder in the backend registry.
 CHECKPOINT_FORMAT = "checkpoint"
+#: The second output of a gated checkpoint's encoder parts (as in an exported artifact).
+RELIABILITY = "reliability"
 #: Rows per bundled reference case of a checkpoint.
 REFERENCE_BATCH = 3
 #: Split (encoders -> kernel -> head) vs the torch model's own forward, both fp32 on the same weights.
@@ -138,11 +142,13 @@ def checkpoint_manifest(path: str | Path, *, manifest_sha256: str | None = None)
     dim = int(model.embed_dim)
     names = list(model.modality_names)
     modalities = [{**m.to_dict(), "graph": f"encoder_{m.name}"} for m in model.modalities]
+    gates = model.fusion.gates
+    rel = [{"name": RELIABILITY, "shape": [-1, 1], "dtype": "float32"}] if gates is not None else []
     graphs: dict[str, Any] = {
         f"encoder_{m.name}": {
             "files": ["."],
             "inputs": [{"name": m.name, "shape": [-1, *m.shape], "dtype": "float32"}],
-            "outputs": [{"name": f"embedding_{m.name}", "shape": [-1, dim], "dtype": "float32"}],
+            "outputs": [{"name": f"embedding_{m.name}", "shape": [-1, dim], "dtype": "float32"}, *rel],
             "batch": {"dynamic": True},
             "details": {"part": "encoder", "modality": m.name},
         }
@@ -185,12 +191,30 @@ def checkpoint_manifest(path: str | Path, *, manifest_sha256: str | None = None)
             "beta": None if beta is None else np.asarray(beta).tolist(),
             "eps": float(params["eps"]),
             "dim": dim,
+            # gated: each encoder's second output scales its weight per row (the smallest floor clips
+            # nothing a gate with a higher floor can output)
+            **(
+                {"row_weights": {"from": RELIABILITY, "floor": min(float(g.floor) for g in gates)}}
+                if gates is not None
+                else {}
+            ),
         },
         "graphs": graphs,
         "files": [],
         "reference": {"cases": cases, "tolerance": dict(REFERENCE_TOLERANCE), "backend": "torch"},
     }
     return CheckpointManifest(data=data, root=root, reference_arrays=arrays)
+
+
+class _GatedEncoder:
+    """A gated checkpoint's encoder part: ``x -> (embedding, gate(embedding))``, as its exported graph."""
+
+    def __init__(self, encoder: Any, gate: Any) -> None:
+        self.encoder, self.gate = encoder, gate
+
+    def __call__(self, x: Any) -> tuple[Any, Any]:
+        embedding = self.encoder(x)
+        return embedding, self.gate(embedding)
 
 
 class TorchBackend(Backend):
@@ -214,7 +238,7 @@ class TorchBackend(Backend):
         super().__init__()
         self._module: Any = None
         self._in_name = ""
-        self._out_name = ""
+        self._out_names: tuple[str, ...] = ()
 
     def _load(self, path: Path, threads: int | None, batch: dict[str, Any], details: dict[str, Any]) -> None:
         import torch
@@ -228,6 +252,13 @@ class TorchBackend(Backend):
                     f"checkpoint {path} has no encoder {modality!r}; it has {sorted(model.encoders)}"
                 )
             self._module = model.encoders[modality]
+            if len(self._outputs) > 1:  # a gated encoder: (embedding, reliability), as an exported graph
+                if model.fusion.gates is None:
+                    raise BackendError(
+                        f"checkpoint {path} has no reliability gates; its encoders output one array"
+                    )
+                gate = model.fusion.gates[list(model.modality_names).index(modality)]
+                self._module = _GatedEncoder(self._module, gate)
         elif part == "head":
             self._module = model.head
         else:
@@ -235,14 +266,15 @@ class TorchBackend(Backend):
         if threads is not None and torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         self._in_name = self._inputs[0].name
-        self._out_name = self._outputs[0].name
+        self._out_names = tuple(o.name for o in self._outputs)
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         with torch.inference_mode():
             out = self._module(torch.from_numpy(np.ascontiguousarray(feeds[self._in_name])))
-        return {self._out_name: out.numpy()}
+        outs = out if isinstance(out, tuple) else (out,)
+        return {name: t.numpy() for name, t in zip(self._out_names, outs, strict=True)}
 
     def _close(self) -> None:
         self._module = None

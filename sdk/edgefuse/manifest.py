@@ -9,6 +9,13 @@ Layout of an artifact folder::
     manifest.json          this document
     <graph files>          one per encoder of a present modality + the head (split), or one graph
     reference.npz          bundled reference inputs/outputs for on-device self-checks
+
+Reliability-gated fusion (schema 2): ``fusion.row_weights = {"from": "reliability", "floor": 0.001}``
+says each row's fusion weight of modality ``m`` is ``fusion.weights[m]`` times that row's output
+``from`` (``[B, 1]``, a second output of every encoder graph of a split artifact), clipped to
+``[floor, 1]``; the monolithic graph computes them inside. A manifest is written with the oldest schema
+that describes it (1 without gates), so an EdgeFuse that knows only schema 1 still reads ungated
+artifacts and refuses a gated one with "upgrade edgefuse" rather than fusing without the gates.
 """
 
 from __future__ import annotations
@@ -44,11 +51,15 @@ __all__ = [
     "check_pin",
     "file_entry",
     "read_manifest",
+    "schema_version_for",
     "sha256_file",
 ]
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_SCHEMA_VERSION = 1
+#: The newest schema this EdgeFuse reads (2 added ``fusion.row_weights``); see :func:`schema_version_for`.
+MANIFEST_SCHEMA_VERSION = 2
+#: The schema that introduced reliability-gated fusion (``fusion.row_weights``).
+ROW_WEIGHTS_SCHEMA_VERSION = 2
 FORMATS = ("onnx", "tflite", "coreml", "tensorrt")
 LAYOUTS = ("split", "monolithic")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -56,6 +67,13 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 class ManifestError(EdgeFuseError, ValueError):
     """A manifest is missing, not valid JSON, from a newer schema, or breaks the schema."""
+
+
+def schema_version_for(data: Mapping[str, Any]) -> int:
+    """The oldest schema version that describes ``data`` (what the exporter writes): 2 with gates, else 1."""
+    fusion = data.get("fusion")
+    gated = isinstance(fusion, Mapping) and fusion.get("row_weights") is not None
+    return ROW_WEIGHTS_SCHEMA_VERSION if gated else 1
 
 
 def sha256_file(path: str | Path) -> str:
@@ -260,7 +278,7 @@ def _check_fusion(data: Mapping[str, Any], where: str) -> int:
     for key in ("weights", "eps", "dim"):
         if key not in fusion:
             raise _fail(where, f"fusion is missing {key!r}")
-    unknown = sorted(set(fusion) - {"weights", "eps", "dim", "gamma", "beta"})
+    unknown = sorted(set(fusion) - {"weights", "eps", "dim", "gamma", "beta", "row_weights"})
     if unknown:
         raise _fail(where, f"fusion has unknown keys {unknown}")
     dim = fusion["dim"]
@@ -277,7 +295,48 @@ def _check_fusion(data: Mapping[str, Any], where: str) -> int:
     for key in ("gamma", "beta"):
         if fusion.get(key) is not None:
             _float32_vector(fusion[key], where, key, dim, positive=False)
+    if fusion.get("row_weights") is not None:
+        _check_row_weights(data, where)
     return dim
+
+
+#: The longest output name ``fusion.row_weights.from`` may give.
+MAX_OUTPUT_NAME = 64
+
+
+def _check_row_weights(data: Mapping[str, Any], where: str) -> None:
+    """``fusion.row_weights``: ``{"from": <encoder output name>, "floor": <normal float32 in (0, 1]>}``."""
+    rw = data["fusion"]["row_weights"]
+    if data["schema_version"] < ROW_WEIGHTS_SCHEMA_VERSION:
+        raise _fail(
+            where,
+            f"fusion.row_weights (reliability-gated fusion) needs schema_version >= {ROW_WEIGHTS_SCHEMA_VERSION}; "
+            f"the manifest says {data['schema_version']}",
+        )
+    if not isinstance(rw, Mapping) or set(rw) != {"from", "floor"}:
+        got = sorted(rw) if isinstance(rw, Mapping) else type(rw).__name__
+        raise _fail(where, f"fusion.row_weights must be an object with exactly 'from' and 'floor'; got {got}")
+    name = rw["from"]
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > MAX_OUTPUT_NAME:
+        raise _fail(
+            where,
+            f"fusion.row_weights.from must name an encoder graph output (an identifier of at most "
+            f"{MAX_OUTPUT_NAME} characters, e.g. 'reliability'); got {name!r:.80}",
+        )
+    floor = rw["floor"]
+    if not _is_num(floor) or not _FLT_MIN <= _as_float(floor) <= 1.0:
+        raise _fail(
+            where,
+            f"fusion.row_weights.floor = {floor!r:.40} must be a number in [{_FLT_MIN:.3g}, 1] (the smallest "
+            "reliability; a normal float32 > 0)",
+        )
+    for i, w in enumerate(data["fusion"]["weights"]):
+        if not _as_float(w) * _as_float(floor) >= _FLT_MIN:
+            raise _fail(
+                where,
+                f"fusion.weights[{i}] = {w!r} times row_weights.floor {floor!r} is below float32's smallest "
+                f"normal ({_FLT_MIN:.3g}): a gated-down row's weight would not be a usable float32",
+            )
 
 
 def _check_io(entries: Any, where: str, key: str) -> list[tuple[str, tuple[int, ...], str]]:
@@ -340,6 +399,7 @@ def _check_graphs(data: Mapping[str, Any], where: str, dim: int) -> None:
                 raise _fail(
                     where, f"graph {gname!r} outputs {list(out_shape)} per row but fusion.dim is {dim}"
                 )
+            _check_encoder_outputs(data, where, gname, parsed[gname][1])
         if "head" not in parsed:
             raise _fail(where, "a split artifact needs a 'head' graph; graphs holds " + str(sorted(parsed)))
         (_, head_in, _), *_ = parsed["head"][0]
@@ -362,6 +422,35 @@ def _check_graphs(data: Mapping[str, Any], where: str, dim: int) -> None:
     if head_out != (labels,):
         raise _fail(
             where, f"the output logits have {list(head_out)} per row but label_names holds {labels} labels"
+        )
+
+
+def _check_encoder_outputs(
+    data: Mapping[str, Any], where: str, gname: str, outputs: list[tuple[str, tuple[int, ...], str]]
+) -> None:
+    """An encoder graph outputs the embedding, plus the reliability ``[B, 1]`` exactly when gated."""
+    rw = data["fusion"].get("row_weights")
+    names = [n for n, _, _ in outputs]
+    if rw is None:
+        if len(outputs) != 1:
+            raise _fail(
+                where,
+                f"graph {gname!r} declares outputs {names}, but an encoder graph of an ungated fusion has one "
+                "(the embedding); a manifest whose fusion lost its row_weights would fuse without the gates",
+            )
+        return
+    want = str(rw["from"])
+    if len(outputs) != 2 or names[1] != want or names[0] == want:
+        raise _fail(
+            where,
+            f"fusion.row_weights takes each row's reliability from the encoder output {want!r}, but graph "
+            f"{gname!r} declares outputs {names}; a gated encoder graph outputs [embedding, {want!r}]",
+        )
+    _, shape, dtype = outputs[1]
+    if shape != (1,) or dtype != "float32":
+        raise _fail(
+            where,
+            f"graph {gname!r} output {want!r} is {list(shape)} {dtype} per row; a reliability is [1] float32",
         )
 
 
@@ -399,7 +488,10 @@ def validate(data: Any, where: str = MANIFEST_NAME) -> None:
     later: every file is listed once with a relative path, a size and a sha256; every graph's files are
     listed; modality shapes and dtypes match their encoder graphs; encoders output ``fusion.dim``; the
     logits have one value per label; fusion weights (one per modality), ``eps``, ``gamma`` and ``beta``
-    are finite, and positive/normal where they must be, *as float32*, the type the kernel uses.
+    are finite, and positive/normal where they must be, *as float32*, the type the kernel uses. With
+    ``fusion.row_weights`` (schema >= 2): its keys, its output name and floor, and that every encoder graph
+    of a split artifact outputs ``[embedding, <from>]`` with ``<from>`` ``[B, 1]`` float32 (an ungated
+    one outputs only the embedding).
 
     Raises:
         ManifestError: Naming the key, what was found and what is allowed.

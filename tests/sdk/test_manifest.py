@@ -60,7 +60,7 @@ def test_valid_manifest() -> None:
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"schema_version": 2}, r"schema_version 2, newer than this EdgeFuse supports \(1\); upgrade"),
+        ({"schema_version": 3}, r"schema_version 3, newer than this EdgeFuse supports \(2\); upgrade"),
         ({"format": "onnnx"}, r"format 'onnnx' is not one of"),
         ({"layout": "mono"}, r"layout 'mono'"),
         ({"fusion": {"weights": [1.0]}}, r"fusion is missing 'eps'"),

@@ -88,3 +88,27 @@ def artifact_copy(tiny_artifact: Path, tmp_path: Path) -> Path:
 def checkpoint_copy(tiny_checkpoint: Path, tmp_path: Path) -> Path:
     """A private copy of :func:`tiny_checkpoint` to tamper with."""
     return Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gated_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The split ONNX artifact (generic/x86-64) of :func:`tiny_checkpoint`'s model with reliability gates."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from edgefuse.export import export
+    from edgefuse.models.contract import add_gates, build_model
+    from edgefuse.models.reference import reference_architecture
+    from edgefuse.specs import ModalitySpec
+
+    specs = tuple(ModalitySpec(m, s) for m, s in SHAPES.items())
+    torch.manual_seed(0)
+    model = add_gates(build_model(reference_architecture(specs, 8), specs, ["a", "b", "c", "d"]), 4)
+    out = tmp_path_factory.mktemp("sec") / "gated"
+    export(model.eval(), "generic/x86-64", "onnx", out, precision="fp32").raise_for_failures()
+    return out
+
+
+@pytest.fixture
+def gated_copy(tiny_gated_artifact: Path, tmp_path: Path) -> Path:
+    """A private copy of :func:`tiny_gated_artifact` to tamper with."""
+    return Path(shutil.copytree(tiny_gated_artifact, tmp_path / "gated"))

@@ -41,7 +41,7 @@ def gated_result(toy_dataset):  # type: ignore[no-untyped-def]
     return train(toy_dataset, _cfg(hidden=8), threads=1)
 
 
-def test_gate_training_gives_a_gated_model_that_round_trips(gated_result, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_gate_training_gives_a_gated_model_that_round_trips(gated_result, toy_dataset, tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = gated_result.model
     assert model.fusion.gated
     assert model.fusion.gate_hidden == 8
@@ -49,15 +49,9 @@ def test_gate_training_gives_a_gated_model_that_round_trips(gated_result, tmp_pa
     folder = save_checkpoint(model, tmp_path / "ckpt", recipe=gated_result.config.to_dict())
     loaded = load_checkpoint(folder).model
     assert loaded.fusion.gated
-    x = {k: torch.from_numpy(v[:16]) for k, v in gated_result_inputs().items()}
+    x = {k: torch.from_numpy(v[:16]) for k, v in toy_dataset.split("test").inputs.items()}
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-
-
-def gated_result_inputs() -> dict[str, np.ndarray]:
-    from conftest import make_toy_dataset
-
-    return make_toy_dataset().split("test").inputs
 
 
 def test_gate_training_is_deterministic(toy_dataset, gated_result) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _simulated import SimulatedCudart, fake_module
 from edgefuse.runtime import InputError
 from edgefuse.runtime.backends.base import TensorSpec, plan_chunks, run_chunked
 from edgefuse.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -199,19 +200,6 @@ def test_plan_chunks_pads_to_the_smallest_batch_of_a_range() -> None:
 # prove the backends' own logic (name mapping, dtype conversion, chunking, buffers), not the libraries.
 
 
-def _fake_module(monkeypatch, name: str, **attrs):  # type: ignore[no-untyped-def]
-    import importlib.machinery
-    import sys
-    import types
-
-    module = types.ModuleType(name)
-    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
-    for key, value in attrs.items():
-        setattr(module, key, value)
-    monkeypatch.setitem(sys.modules, name, module)
-    return module
-
-
 def test_coreml_backend_logic_with_a_simulated_coremltools(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import types
 
@@ -228,7 +216,7 @@ def test_coreml_backend_logic_with_a_simulated_coremltools(monkeypatch, tmp_path
             x, presence = feeds["x"], feeds["presence"]
             return {"logits": (x.sum(axis=1, keepdims=True) * presence[:, :1]).astype(np.float16)}
 
-    _fake_module(
+    fake_module(
         monkeypatch,
         "coremltools",
         models=types.SimpleNamespace(MLModel=MLModel),
@@ -263,43 +251,7 @@ def test_tensorrt_backend_logic_with_simulated_tensorrt_and_cuda(monkeypatch, tm
 
     weights = np.arange(6, dtype=np.float32).reshape(3, 2)
 
-    class Cudart:
-        cudaError_t = types.SimpleNamespace(cudaSuccess=0)  # noqa: N815
-        cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)  # noqa: N815
-
-        def __init__(self) -> None:
-            self.mem: dict[int, ctypes.Array] = {}
-
-        def cudaGetDeviceCount(self):  # type: ignore[no-untyped-def]  # noqa: N802
-            return 0, 1
-
-        def cudaGetErrorString(self, err):  # type: ignore[no-untyped-def]  # noqa: N802
-            return 0, b"simulated error"
-
-        def cudaStreamCreate(self):  # type: ignore[no-untyped-def]  # noqa: N802
-            return 0, 7
-
-        def cudaStreamSynchronize(self, stream):  # type: ignore[no-untyped-def]  # noqa: N802
-            return (0,)
-
-        def cudaStreamDestroy(self, stream):  # type: ignore[no-untyped-def]  # noqa: N802
-            return (0,)
-
-        def cudaMalloc(self, nbytes):  # type: ignore[no-untyped-def]  # noqa: N802
-            buf = ctypes.create_string_buffer(nbytes)
-            self.mem[ctypes.addressof(buf)] = buf
-            return 0, ctypes.addressof(buf)
-
-        def cudaFree(self, ptr):  # type: ignore[no-untyped-def]  # noqa: N802
-            del self.mem[ptr]
-            return (0,)
-
-        def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):  # type: ignore[no-untyped-def]  # noqa: N802
-            assert (dst in self.mem) if kind == 1 else (src in self.mem)
-            ctypes.memmove(dst, src, nbytes)
-            return (0,)
-
-    cudart = Cudart()
+    cudart = SimulatedCudart()
     executed: list[int] = []
 
     class Context:
@@ -353,7 +305,7 @@ def test_tensorrt_backend_logic_with_simulated_tensorrt_and_cuda(monkeypatch, tm
         def deserialize_cuda_engine(self, data):  # type: ignore[no-untyped-def]
             return Engine() if data == b"engine" else None
 
-    _fake_module(
+    fake_module(
         monkeypatch,
         "tensorrt",
         Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _simulated import SimulatedCudart, fake_module
 from edgefuse.runtime import load
 from edgefuse.runtime.errors import BadOutputError, NonFiniteOutputError
 
@@ -366,19 +367,6 @@ def test_export_cached_never_reuses_an_ungated_artifact_of_a_gated_checkpoint(
 # ---- Core ML and TensorRT cannot run here: their two-output path runs against simulated libraries -------
 
 
-def _fake_module(monkeypatch: Any, name: str, **attrs: Any) -> Any:
-    import importlib.machinery
-    import sys
-    import types
-
-    module = types.ModuleType(name)
-    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
-    for key, value in attrs.items():
-        setattr(module, key, value)
-    monkeypatch.setitem(sys.modules, name, module)
-    return module
-
-
 ENCODER_IN = [{"name": "audio", "shape": [-1, 3], "dtype": "float32"}]
 ENCODER_OUT = [
     {"name": "embedding", "shape": [-1, 2], "dtype": "float32"},
@@ -406,7 +394,7 @@ def test_gated_encoder_on_a_simulated_coreml(monkeypatch: Any, tmp_path: Path) -
             emb, rel = _encoder(feeds["audio"])
             return {"embedding": emb.astype(np.float16), "reliability": rel.astype(np.float16)}
 
-    _fake_module(
+    fake_module(
         monkeypatch,
         "coremltools",
         models=types.SimpleNamespace(MLModel=MLModel),
@@ -431,36 +419,7 @@ def test_gated_encoder_on_a_simulated_tensorrt(monkeypatch: Any, tmp_path: Path)
 
     from edgefuse.runtime.backends import tensorrt as trt_backend
 
-    mem: dict[int, Any] = {}
-
-    class Cudart:
-        cudaError_t = types.SimpleNamespace(cudaSuccess=0)  # noqa: N815
-        cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)  # noqa: N815
-
-        def cudaGetDeviceCount(self):  # type: ignore[no-untyped-def]  # noqa: N802
-            return 0, 1
-
-        def cudaStreamCreate(self):  # type: ignore[no-untyped-def]  # noqa: N802
-            return 0, 7
-
-        def cudaStreamSynchronize(self, stream):  # type: ignore[no-untyped-def]  # noqa: N802
-            return (0,)
-
-        def cudaStreamDestroy(self, stream):  # type: ignore[no-untyped-def]  # noqa: N802
-            return (0,)
-
-        def cudaMalloc(self, nbytes):  # type: ignore[no-untyped-def]  # noqa: N802
-            buf = ctypes.create_string_buffer(nbytes)
-            mem[ctypes.addressof(buf)] = buf
-            return 0, ctypes.addressof(buf)
-
-        def cudaFree(self, ptr):  # type: ignore[no-untyped-def]  # noqa: N802
-            del mem[ptr]
-            return (0,)
-
-        def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):  # type: ignore[no-untyped-def]  # noqa: N802
-            ctypes.memmove(dst, src, nbytes)
-            return (0,)
+    cudart = SimulatedCudart()
 
     widths = {"audio": 3, "embedding": 2, "reliability": 1}
 
@@ -517,7 +476,7 @@ def test_gated_encoder_on_a_simulated_tensorrt(monkeypatch: Any, tmp_path: Path)
         def deserialize_cuda_engine(self, data):  # type: ignore[no-untyped-def]
             return Engine()
 
-    _fake_module(
+    fake_module(
         monkeypatch,
         "tensorrt",
         Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
@@ -525,7 +484,7 @@ def test_gated_encoder_on_a_simulated_tensorrt(monkeypatch: Any, tmp_path: Path)
         TensorIOMode=types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
         nptype=lambda dtype: np.float32,
     )
-    monkeypatch.setattr(trt_backend, "_cudart", Cudart)
+    monkeypatch.setattr(trt_backend, "_cudart", lambda: cudart)
     monkeypatch.setattr(trt_backend.TensorRTBackend, "_requirements", classmethod(lambda cls: []))
     (tmp_path / "encoder_audio.engine").write_bytes(b"engine")
     backend = trt_backend.TensorRTBackend().load(tmp_path / "encoder_audio.engine", ENCODER_IN, ENCODER_OUT)
@@ -535,4 +494,4 @@ def test_gated_encoder_on_a_simulated_tensorrt(monkeypatch: Any, tmp_path: Path)
     np.testing.assert_allclose(emb, want_emb, rtol=1e-6)
     np.testing.assert_allclose(rel, want_rel, rtol=1e-6)
     backend.close()
-    assert mem == {}
+    assert cudart.mem == {}

@@ -164,7 +164,7 @@ def test_grid_with_interventions_and_factors(toy_dataset) -> None:  # type: igno
         for scenario, test in (("missing", "audio"), ("missing", "image"), ("added", "audio+image+imu"))
     )
     for r in imp:
-        # The values and the verdict, recomputed from the raw scores with the rule of ROBUSTNESS.md:
+        # The values and the verdict, recomputed from the raw scores with the rule of docs/metrics.md:
         # a drop (gain) is measurable when its mean over seeds exceeds its standard error.
         t = tuple(r["test"].split("+"))
         sign = 1 if r["scenario"] == "missing" else -1  # drop = P(S->S) - P(S->T); gain = -drop

@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "edgefuse.cli.export",
     "run": "edgefuse.cli.run",
     "verify": "edgefuse.cli.verify",
+    "eval": "edgefuse.cli.evaluate",
     "bench": "edgefuse.cli.bench",
     "demo": "edgefuse.cli.demo",
 }

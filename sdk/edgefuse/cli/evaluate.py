@@ -1,0 +1,222 @@
+"""``edgefuse eval``: accuracy of an artifact (or checkpoint) per presence pattern on a labelled dataset.
+
+The artifact is loaded as ``edgefuse run`` loads it (``--threads``, ``--manifest-sha256``); the dataset as
+``edgefuse train`` loads it (``--data``, ``--fsdd``, ``--degrade-image``, ``--data-seed``). For every
+non-empty subset T of the artifact's modalities, the split's rows are predicted in batches with only T's
+inputs given (the others absent) and the top-1 predictions are compared with the split's labels.
+
+The artifact's label names must equal the dataset's (same names, same order), and the dataset must have
+every modality the artifact takes. ``--json -`` (or a bare ``--json``) prints only the JSON report on
+stdout; ``--json PATH`` writes it to a file (replaced atomically) and prints the table; without ``--json``
+only the table is printed. JSON accuracies are keyed by the pattern, e.g. ``"audio+image"``.
+
+Exit status: 0 on success, 2 on bad input (no such folder, an unknown dataset or split, a label or
+modality mismatch, a modified or invalid artifact, a backend that is not installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from edgefuse.cli._common import add_data_args, add_pin_arg, add_runtime_threads_arg, int_in
+
+#: Rows per ``Session.predict`` call.
+BATCH_ROWS = 256
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register the subcommand.
+
+    Args:
+        sub: The subparsers action of the top-level parser.
+
+    Returns:
+        The subcommand's parser.
+    """
+    p = sub.add_parser(
+        "eval",
+        help="accuracy of an artifact or checkpoint per presence pattern on a labelled dataset",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("artifact", help="artifact folder (with manifest.json) or checkpoint folder")
+    add_data_args(p)
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument(
+        "--batch-size",
+        type=int_in(1, 65536),
+        default=BATCH_ROWS,
+        metavar="N",
+        help=f"rows per prediction call, 1..65536 (default {BATCH_ROWS})",
+    )
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="write the report as JSON to PATH, or to stdout with '-' or no value (then nothing else "
+        "is printed on stdout)",
+    )
+    add_runtime_threads_arg(p)
+    add_pin_arg(p)
+    return p
+
+
+def _json_target(text: str | None, artifact: Path) -> Path | None:
+    """The file ``--json PATH`` writes (``None`` for stdout or no ``--json``), checked before any work.
+
+    Raises:
+        ContractError: PATH is a folder, lies inside the artifact folder, or cannot be created.
+    """
+    if text is None or text == "-":
+        return None
+    from edgefuse.cli._common import check_out_path
+    from edgefuse.errors import ContractError
+
+    path = check_out_path(text, "--json")
+    if path.is_dir():
+        raise ContractError(f"--json {text}: is a folder; give a file path (or '-' for stdout)")
+    resolved = path.resolve()
+    if resolved.parent == artifact.resolve() or artifact.resolve() in resolved.parents:
+        raise ContractError(
+            f"--json {text}: is inside the artifact folder {artifact}; write the report elsewhere"
+        )
+    return path
+
+
+def evaluate_session(
+    session: Any,
+    split: Any,
+    patterns: list[tuple[str, ...]],
+    batch_size: int = BATCH_ROWS,
+    progress: Any = None,
+) -> dict[str, float]:
+    """Top-1 accuracy of ``session`` on ``split`` for each presence pattern.
+
+    Args:
+        session: A loaded :class:`edgefuse.runtime.Session`.
+        split: A :class:`edgefuse.data.base.Split` with every modality of the patterns.
+        patterns: The modality sets T to evaluate; only T's inputs are given for each.
+        batch_size: Rows per ``predict`` call.
+        progress: Optional ``callback(phase, step, total)``, called after each batch.
+
+    Returns:
+        Pattern text (``"audio+image"``) -> accuracy in [0, 1], in the order of ``patterns``.
+    """
+    import numpy as np
+
+    from edgefuse.modality_sets import format_set
+
+    n = len(split)
+    labels = np.asarray(split.labels)
+    out: dict[str, float] = {}
+    for t in patterns:
+        name = format_set(t)
+        correct = 0
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            inputs = {m: np.ascontiguousarray(split.inputs[m][start:stop]) for m in t}
+            pred = session.predict(inputs)
+            correct += int((pred.label_ids == labels[start:stop]).sum())
+            if progress is not None:
+                progress(name, stop, n)
+        out[name] = correct / n
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print a table (or JSON); 0 on success.
+
+    Args:
+        args: The parsed arguments.
+
+    Returns:
+        The exit code.
+
+    Raises:
+        ContractError: No such folder, a bad ``--json`` path, label names or modalities that differ
+            between the artifact and the dataset, or an empty split.
+        DataError: An unknown dataset or split, or a dataset that cannot be loaded.
+    """
+    import json
+    import sys
+    import warnings
+    from contextlib import nullcontext
+
+    from edgefuse.cli._common import load_data, plain_console, progress_callback
+    from edgefuse.errors import ContractError
+    from edgefuse.modality_sets import format_set, subsets
+    from edgefuse.runtime import load
+
+    artifact = Path(args.artifact)
+    if not artifact.is_dir():
+        raise ContractError(
+            f"{args.artifact}: no such artifact folder (it must hold manifest.json, or model.json for a checkpoint)"
+        )
+    json_path = _json_target(args.json, artifact)
+    dataset = load_data(args)
+    split = dataset.split(args.split)
+    if len(split) == 0:
+        raise ContractError(f"dataset {dataset.name!r} split {args.split!r} has no rows to evaluate")
+    with warnings.catch_warnings():
+        # a backend fallback or an unknown manifest profile: kept in session.notes, printed below
+        warnings.simplefilter("ignore", UserWarning)
+        session = load(args.artifact, threads=args.threads, manifest_sha256=args.manifest_sha256)
+    with session:
+        labels = list(session.label_names)
+        if labels != list(dataset.label_names):
+            raise ContractError(
+                f"the artifact {args.artifact} has labels {labels} but dataset {dataset.name!r} has "
+                f"{list(dataset.label_names)}; evaluate on the dataset the model was trained for"
+            )
+        mods = tuple(session.modalities)
+        missing = [m for m in mods if m not in dataset.modality_names]
+        if missing:
+            raise ContractError(
+                f"the artifact {args.artifact} takes modalities {list(mods)} but dataset {dataset.name!r} "
+                f"has no {missing} (it has {list(dataset.modality_names)})"
+            )
+        patterns = subsets(mods)
+        bar = (
+            progress_callback(f"eval {dataset.name}/{args.split}")
+            if sys.stderr.isatty()
+            else nullcontext(None)
+        )
+        with bar as cb:
+            acc = evaluate_session(session, split, patterns, args.batch_size, cb)
+        backend, notes = session.backend, list(session.notes)
+
+    report: dict[str, Any] = {
+        "artifact": str(args.artifact),
+        "data": dataset.name,
+        "split": args.split,
+        "rows": len(split),
+        "backend": backend,
+        "accuracy": acc,
+    }
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+        return 0
+
+    from rich.table import Table
+
+    table = Table(
+        title=f"{args.artifact} on {dataset.name}/{args.split} ({len(split)} rows, {backend})",
+    )
+    table.add_column("present modalities T")
+    table.add_column("accuracy", justify="right")
+    for t in patterns:
+        table.add_row(format_set(t), f"{acc[format_set(t)]:.3f}")
+    console = plain_console()
+    console.print(table)
+    for text in notes:
+        console.print(f"note: {text}", soft_wrap=True)
+    if json_path is not None:
+        from edgefuse.outputs import write_file
+
+        write_file(json_path, json.dumps(report, indent=2) + "\n")
+        console.print(f"wrote {json_path}", soft_wrap=True)
+    return 0

@@ -105,13 +105,19 @@ def summarise(grid, method: str, full: tuple[str, ...]) -> list[dict]:
             positive = statistics.fmean(base_drop[s] for s in paired) > 0
             row["factor_decision"] = decide(factor, at_least=FACTOR_MIN) if positive else "undefined"
             row["cost_decision"] = decide(cost_ci, at_most=COST_MAX)
+            # a row at chance (edgefuse.chance) has no drop worth a factor: the verdict says so instead
+            if not (grid.learned(label, full) and grid.learned(method, full)):
+                row["factor_decision"] = "not learned"
         rows.append(row)
     return rows
 
 
 def verdict_of(row: dict) -> str:
-    """``claimed`` (both conditions established), ``refuted`` (one refuted) or ``undecided``."""
+    """``claimed`` (both conditions established), ``refuted`` (one refuted), ``undecided``, or ``did not
+    learn`` (the intervention or its baseline is within 5 points of chance: docs/metrics.md)."""
     decisions = (row["factor_decision"], row["cost_decision"])
+    if "not learned" in decisions:
+        return "did not learn"
     if all(d == "established" for d in decisions):
         return "claimed"
     return "refuted" if "refuted" in decisions else "undecided"  # "undefined" factor: undecided

@@ -5,7 +5,7 @@
 2. **Train**: the supervised late-fusion baseline and each candidate intervention (modality dropout,
    MASD) on audio+image, plus the single-modality specialists the metrics need. The intervention kept
    is the one with the best mean **validation** accuracy over every presence pattern (never test).
-3. **Robustness grid** on the test split: every train set x test set with the ROBUSTNESS.md metrics.
+3. **Robustness grid** on the test split: every train set x test set with the metrics of docs/metrics.md.
 4. **Export** the kept model for every device profile in the format of each of its backends
    (``export_cached``: reused while the checkpoint is unchanged), with parity against PyTorch under
    every presence pattern; formats that cannot be converted here are reported with the reason. An

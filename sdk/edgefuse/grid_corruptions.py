@@ -244,9 +244,11 @@ def plan_corruptions(
 
 
 def _pm(v: Mapping[str, float] | None, sign: bool = False) -> str:
+    """``mean ± std``; the mean alone for one seed (the spread of one value is unknown, not 0)."""
     if v is None:
         return "–"
-    return f"{v['mean']:{'+' if sign else ''}.3f} ± {v['std']:.3f}"
+    mean = f"{v['mean']:{'+' if sign else ''}.3f}"
+    return mean if v.get("n", 2) < 2 else f"{mean} ± {v['std']:.3f}"
 
 
 @dataclass

@@ -40,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Files (relative to the repository root) that determine the robustness numbers and verdict.
 CODE_PATH: tuple[str, ...] = (
     "benchmarks/robustness_av_digits.py",
+    "sdk/edgefuse/chance.py",
     "sdk/edgefuse/claims.py",
     "sdk/edgefuse/data/audio.py",
     "sdk/edgefuse/data/avdigits.py",

@@ -1,8 +1,7 @@
-"""The train × test modality grid and the robustness metrics of ``ROBUSTNESS.md``.
+"""The train × test modality grid and the robustness metrics (definitions: ``docs/metrics.md``).
 
 Notation: ``U`` the modalities a model knows, ``S`` the labelled training modalities, ``T`` the
-modalities present at test time, ``P(S→T)`` top-1 accuracy. Definitions used (EdgeFuse's, from
-ROBUSTNESS.md):
+modalities present at test time, ``P(S→T)`` top-1 accuracy. Definitions used (docs/metrics.md):
 
 * retention ``P(S→T) / P(S→S)``; drop ``P(S→S) − P(S→T)``;
 * gap to specialist ``P(S→T) − P(T→T)`` (the specialist: same method and seed, trained on ``T``);
@@ -11,7 +10,12 @@ ROBUSTNESS.md):
 * with ``corruptions=`` (:mod:`edgefuse.grid_corruptions`): for each corruption and severity and each
   ``T`` containing the corrupted modality, fused accuracy, corruption retention and fusion regret.
 
-Every metric is computed per seed, then reported as mean ± standard deviation over seeds.
+Every metric is computed per seed, then reported as mean ± standard deviation over seeds (one seed:
+the value alone, no spread).
+
+A model whose ``P(S→S)`` (mean over seeds) is within 5 points of the split's chance level
+(:mod:`edgefuse.chance`) **did not learn**: its cells keep their accuracy but no retention, drop, gap or
+gain, and an improvement verdict involving it says so instead of computing a factor.
 
 Missing modalities are represented as on the device: the modality is absent (mask 0), its encoder is
 not run and its input is never read.
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefuse.chance import CHANCE_MARGIN, chance_accuracy, near_chance
 from edgefuse.data.base import MultimodalDataset
 from edgefuse.errors import ContractError
 from edgefuse.factory import ModelFactory
@@ -69,6 +74,8 @@ class GridResult:
         meta: Dataset and recipe description (``sweep``: how :func:`run_grid` ran its jobs).
         failed: Grid rows whose job failed: ``method``, ``train``, ``seed``, ``job``, ``error``...
         corruption: The corruption axis's per-seed results (None: the grid has none).
+        chance: Chance level of the evaluated split (the most frequent class's share; None: unknown, e.g.
+            an old document). Rows within 5 points of it did not learn (:meth:`not_learned`).
     """
 
     modalities: tuple[str, ...]
@@ -77,6 +84,7 @@ class GridResult:
     meta: dict[str, Any] = field(default_factory=dict)
     failed: list[dict[str, Any]] = field(default_factory=list)
     corruption: CorruptionResults | None = None
+    chance: float | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -101,13 +109,49 @@ class GridResult:
     def _seeds_for(self, method: str, s: tuple[str, ...]) -> list[int]:
         return [k[2] for k in self.scores if k[0] == method and k[1] == s]
 
+    def learned(self, method: str, s: tuple[str, ...]) -> bool:
+        """False when the row's mean ``P(S→S)`` over seeds is within 5 points of :attr:`chance`."""
+        same = [self.scores[(method, s, seed)][s] for seed in self._seeds_for(method, s)]
+        return not (same and near_chance(statistics.fmean(same), self.chance))
+
+    def not_learned(self) -> list[dict[str, Any]]:
+        """The rows that did not learn (P(S→S) within 5 points of :attr:`chance`).
+
+        Returns:
+            One dict per row: ``method``, ``train``, ``accuracy`` (mean ``P(S→S)``), ``chance``,
+            ``margin`` and ``seeds``; empty when every row learned or the chance level is unknown.
+        """
+        out = []
+        for method in self.methods:
+            for s in self.train_sets:
+                seeds = self._seeds_for(method, s)
+                if seeds and not self.learned(method, s):
+                    acc = statistics.fmean(self.scores[(method, s, k)][s] for k in seeds)
+                    out.append(
+                        {
+                            "method": method,
+                            "train": format_set(s),
+                            "accuracy": acc,
+                            "chance": self.chance,
+                            "margin": CHANCE_MARGIN,
+                            "seeds": seeds,
+                        }
+                    )
+        return out
+
     def cell(self, method: str, s: tuple[str, ...], t: tuple[str, ...]) -> dict[str, Any]:
-        """Every metric of one ``(method, S, T)`` cell, each as mean/std/n over seeds (None = undefined)."""
+        """Every metric of one ``(method, S, T)`` cell, each as mean/std/n over seeds (None = undefined).
+
+        ``learned`` is False for a row at chance (:meth:`learned`); its retention, drop, gap and gain are
+        then None: a ratio of chance-level accuracies measures noise.
+        """
         seeds = self._seeds_for(method, s)
         p = [self.scores[(method, s, seed)][t] for seed in seeds]
         same = [self.scores[(method, s, seed)][s] for seed in seeds]
         kind = scenario(s, t)
-        out: dict[str, Any] = {"scenario": kind, "accuracy": _mean_std(p)}
+        out: dict[str, Any] = {"scenario": kind, "accuracy": _mean_std(p), "learned": self.learned(method, s)}
+        if not out["learned"]:
+            return {**out, "retention": None, "drop": None, "gap_to_specialist": None, "added_gain": None}
         out["retention"] = _mean_std([a / b if b > 0 else float("nan") for a, b in zip(p, same, strict=True)])
         out["drop"] = _mean_std([b - a for a, b in zip(p, same, strict=True)])
         spec = [self.scores.get((method, t, seed), {}).get(t) for seed in seeds]
@@ -122,9 +166,12 @@ class GridResult:
         return out
 
     def mean_retention(self, method: str, s: tuple[str, ...]) -> dict[str, float] | None:
-        """Mean over the non-empty ``T ⊊ S`` of the retention, per seed, then mean ± std (None if |S| = 1)."""
+        """Mean over the non-empty ``T ⊊ S`` of the retention, per seed, then mean ± std.
+
+        None when ``|S| = 1`` or the row did not learn.
+        """
         missing = [t for t in self.test_sets if set(t) < set(s)]
-        if not missing:
+        if not missing or not self.learned(method, s):
             return None
         per_seed = []
         for seed in self._seeds_for(method, s):
@@ -152,8 +199,9 @@ class GridResult:
         For each ``S`` with ``|S| > 1`` and each ``T``: missing scenario -> ``drop_baseline /
         drop_intervention``; added scenario -> ``gain_intervention / gain_baseline`` (only when the
         baseline gain is measurably > 0). A drop (or gain) whose mean is at or below its standard error
-        over seeds is "no measurable" drop (gain): no division by ~0 is reported. Also reported: the
-        change of full-modality accuracy ``P(S→S)``.
+        over seeds is "no measurable" drop (gain): no division by ~0 is reported. When the baseline or
+        the intervention did not learn (:meth:`learned`), the factor is None and the verdict says which
+        did not learn. Also reported: the change of full-modality accuracy ``P(S→S)``.
 
         Args:
             baseline: The row label every variant is compared with (default ``supervised``).
@@ -215,9 +263,21 @@ class GridResult:
                     "intervention_value": v,
                     "full_accuracy_change": cost,
                 }
-                row.update(_factor(kind, b, v))
+                row.update(self._not_learned_verdict(label, base, s) or _factor(kind, b, v))
                 out.append(row)
         return out
+
+    def _not_learned_verdict(self, label: str, base: str, s: tuple[str, ...]) -> dict[str, Any] | None:
+        """The verdict when either row of a comparison did not learn (None when both learned)."""
+        parts = [
+            f"{role} {m} did not learn (P(S→S) "
+            f"{statistics.fmean(self.scores[(m, s, k)][s] for k in self._seeds_for(m, s)):.3f})"
+            for role, m in (("intervention", label), ("baseline", base))
+            if not self.learned(m, s)
+        ]
+        if not parts:
+            return None
+        return {"factor": None, "verdict": "; ".join(parts) + f", chance {self.chance:.3f}: no factor"}
 
     def all_improvements(self) -> list[dict[str, Any]]:
         """:meth:`improvements` for every baseline that has ``baseline+X`` rows (what reports show).
@@ -249,8 +309,9 @@ class GridResult:
                         }
                     )
         return {
-            "definitions": "ROBUSTNESS.md (EdgeFuse definitions): retention=P(S->T)/P(S->S), drop=P(S->S)-P(S->T), "
-            "gap_to_specialist=P(S->T)-P(T->T), added_gain=P(S->T)-P(S->S) for T>S, mean_retention=mean over T<S",
+            "definitions": "docs/metrics.md (EdgeFuse definitions): retention=P(S->T)/P(S->S), drop=P(S->S)-P(S->T), "
+            "gap_to_specialist=P(S->T)-P(T->T), added_gain=P(S->T)-P(S->S) for T>S, mean_retention=mean over T<S; "
+            "rows whose P(S->S) is within 0.05 of chance did not learn (no retention, drop, gap, gain)",
             "metric": "top-1 accuracy",
             "split": self.split,
             "modalities": list(self.modalities),
@@ -258,6 +319,8 @@ class GridResult:
             "train_sets": [format_set(s) for s in self.train_sets],
             "test_sets": [format_set(t) for t in self.test_sets],
             "seeds": self.seeds,
+            "chance": self.chance,
+            "not_learned": self.not_learned(),
             "scores": [
                 {
                     "method": m,
@@ -303,6 +366,7 @@ class GridResult:
             meta=dict(data.get("meta", {})),
             failed=[dict(f) for f in data.get("failed") or []],
             corruption=CorruptionResults.from_dict(u, data["corruption"]) if data.get("corruption") else None,
+            chance=float(data["chance"]) if data.get("chance") is not None else None,
         )
 
     def write_json(self, path: str | Path) -> Path:
@@ -315,10 +379,23 @@ class GridResult:
     def markdown(self) -> str:
         """A Markdown report: the accuracy matrix per method, then the metrics per cell."""
         lines = [
-            f"Top-1 accuracy P(S→T) on the {self.split} split, mean ± std over seeds {self.seeds}. "
-            "Scenario in brackets: same / missing / added / transfer.",
+            f"Top-1 accuracy P(S→T) on the {self.split} split, "
+            + (
+                f"mean ± std over seeds {self.seeds}. "
+                if len(self.seeds) > 1
+                else f"one seed ({self.seeds[0]}): no spread. "
+            )
+            + "Scenario in brackets: same / missing / added / transfer. Metric definitions: docs/metrics.md."
+            + (f" Chance level {self.chance:.3f}." if self.chance is not None else ""),
             "",
         ]
+        for row in self.not_learned():
+            lines += [
+                f"**Warning: {row['method']} S={row['train']} did not learn**: P(S→S) {row['accuracy']:.3f} is at most "
+                f"{100 * CHANCE_MARGIN:.0f} points above chance ({row['chance']:.3f}); its retention, drop and gains are "
+                "not reported. Train longer (more epochs) or check the recipe.",
+                "",
+            ]
         for method in self.methods:
             rows = [s for s in self.train_sets if self._seeds_for(method, s)]
             lines += [
@@ -331,9 +408,7 @@ class GridResult:
                 cells = []
                 for t in self.test_sets:
                     c = self.cell(method, s, t)
-                    cells.append(
-                        f"{c['accuracy']['mean']:.3f} ± {c['accuracy']['std']:.3f} ({c['scenario']})"
-                    )
+                    cells.append(f"{_pm(c['accuracy'], sign=False)} ({c['scenario']})")
                 lines.append(f"| {format_set(s)} | " + " | ".join(cells) + " |")
             lines += [
                 "",
@@ -345,6 +420,11 @@ class GridResult:
                     if t == s:
                         continue
                     c = self.cell(method, s, t)
+                    if not c["learned"]:
+                        lines.append(
+                            f"| {format_set(s)} | {format_set(t)} | {c['scenario']} | did not learn | – | – | – |"
+                        )
+                        continue
                     lines.append(
                         f"| {format_set(s)} | {format_set(t)} | {c['scenario']} | {_pm(c['retention'], sign=False)} | {_pm(c['drop'])} | "
                         f"{_pm(c['gap_to_specialist'])} | {_pm(c['added_gain'])} |"
@@ -471,7 +551,7 @@ def _diff_stats(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
 
 
 def _factor(kind: str, base: Mapping[str, float], var: Mapping[str, float]) -> dict[str, Any]:
-    """Improvement factor with the noise-floor rule of ROBUSTNESS.md."""
+    """Improvement factor with the noise-floor rule of docs/metrics.md."""
     if kind == "missing":
         if base["mean"] <= _sem(base):
             return {"factor": None, "verdict": "baseline has no measurable drop"}
@@ -489,9 +569,11 @@ def _factor(kind: str, base: Mapping[str, float], var: Mapping[str, float]) -> d
 
 
 def _pm(v: Mapping[str, float] | None, sign: bool = True) -> str:
+    """``mean ± std``; the mean alone for one seed (a spread of one value is not 0, it is unknown)."""
     if v is None:
         return "–"
-    return f"{v['mean']:{'+' if sign else ''}.3f} ± {v['std']:.3f}"
+    mean = f"{v['mean']:{'+' if sign else ''}.3f}"
+    return mean if v.get("n", 2) < 2 else f"{mean} ± {v['std']:.3f}"
 
 
 def evaluate_grid(
@@ -526,7 +608,9 @@ def evaluate_grid(
         if tuple(model.modality_names) != u:
             raise ContractError(f"model {key} has modalities {model.modality_names}; the dataset has {u}")
         scores[key] = {t: accuracy(model, data, t, batch_size) for t in subsets(u)}
-    return GridResult(modalities=u, scores=scores, split=split, meta=dict(meta or {}))
+    return GridResult(
+        modalities=u, scores=scores, split=split, meta=dict(meta or {}), chance=chance_accuracy(data.labels)
+    )
 
 
 #: Variants accepted by :func:`run_grid` ``interventions``; ``X+wiseft`` interpolates the model trained
@@ -720,7 +804,15 @@ def run_grid(
         "sweep": sweep,
     }
     corr = CorruptionResults(u, axis.to_dict(), degraded, records) if axis else None
-    grid = GridResult(modalities=u, scores=scores, split=split, meta=meta, failed=failed, corruption=corr)
+    grid = GridResult(
+        modalities=u,
+        scores=scores,
+        split=split,
+        meta=meta,
+        failed=failed,
+        corruption=corr,
+        chance=chance_accuracy(dataset.split(split).labels),
+    )
     if report.failed:
         first = next(iter(report.failed.values()))
         raise SweepError(

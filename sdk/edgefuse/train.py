@@ -32,6 +32,7 @@ import itertools
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
+from edgefuse.chance import NearChanceWarning, chance_accuracy, near_chance, not_learned_message
 from edgefuse.data.base import MultimodalDataset, Split
 from edgefuse.errors import ContractError
 from edgefuse.factory import FactoryError, ModelFactory, build_with
@@ -128,7 +130,8 @@ class TrainResult:
         model: The model (eval mode) at the best validation epoch.
         config: The recipe used.
         history: One dict per epoch (``phase``, ``epoch``, ``loss``, ``val_accuracy``).
-        metrics: ``val_accuracy`` (on ``S``) and ``train_seconds``.
+        metrics: ``val_accuracy`` (on ``S``), ``chance`` (the validation split's chance level, see
+            :mod:`edgefuse.chance`) and ``train_seconds``.
     """
 
     model: MultimodalModel
@@ -386,6 +389,10 @@ def train(
             a model over other modalities/labels.
         ContractError: A bad recipe/intervention, unknown modalities, pre-trained encoders that do not
             match, or a diverged training.
+
+    Warns:
+        NearChanceWarning: The best validation accuracy on ``S`` is within 5 points of the validation
+            split's chance level (:mod:`edgefuse.chance`): the model did not learn. It is still returned.
     """
     with deterministic(threads):
         return _train(dataset, config, architecture, model_factory, pretrained_encoders, progress)
@@ -500,5 +507,11 @@ def _train(
             raise ContractError(f"training diverged at epoch {epoch} (loss {total}); lower the learning rate")
     model.load_state_dict(best_state)
     model.eval()
-    metrics = {"val_accuracy": best_acc, "train_seconds": time.perf_counter() - t0}
+    chance = chance_accuracy(val_split.labels)
+    metrics = {"val_accuracy": best_acc, "chance": chance, "train_seconds": time.perf_counter() - t0}
+    if near_chance(best_acc, chance):
+        s = "+".join(order)
+        warnings.warn(
+            NearChanceWarning(not_learned_message(f"{config.method} S={s}", best_acc, chance)), stacklevel=3
+        )
     return TrainResult(model=model, config=config, history=history, metrics=metrics)

@@ -1,6 +1,6 @@
 """WiSE-FT sweep: interpolate two checkpoints of one architecture and choose α on a validation split.
 
-Selection rule (ROBUSTNESS.md): among the α whose full-modality accuracy is within ``tolerance``
+Selection rule (docs/metrics.md): among the α whose full-modality accuracy is within ``tolerance``
 (default 1 point) of the best full-modality accuracy of the sweep, take the one with the best mean
 retention (mean over the non-empty proper subsets ``T`` of the model's modalities of
 ``P(T) / P(full)``). Never select on the test split.

@@ -49,7 +49,7 @@ def test_page_was_generated_by_this_code_path() -> None:
     assert not changed, (
         f"docs/robustness-results.md is stale: {len(changed)} file(s) that determine its numbers changed since "
         f"it was generated: {', '.join(changed)}. Regenerate the page in the same commit with "
-        f"`EDGEFUSE_FSDD=../shared/data/fsdd {bench.REGENERATE}` (about 25 min on 2 cores) and the drift "
+        f"`EDGEFUSE_FSDD=../shared/data/fsdd {bench.REGENERATE}` (about 45 min on 2 cores for 10 seeds; seconds with `--store out/rob_store --resume` when only reporting code changed) and the drift "
         f"fixture with `{bench.FIXTURE_COMMAND}` (seconds)."
     )
     fingerprint = code_fingerprint(current)

@@ -18,7 +18,7 @@ from edgefuse.specs import ModalitySpec
 __all__ = ["MultimodalDataset", "Split"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Split:
     """One split: aligned per-modality arrays and integer labels.
 
@@ -39,12 +39,16 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {v.dtype}{tuple(v.shape[1:])}" for k, v in self.inputs.items())
+        return f"Split({len(self)} rows; {shapes})"
+
     def subset(self, index: np.ndarray) -> Split:
         """Return the rows ``index`` of every modality and the labels."""
         return Split({k: v[index] for k, v in self.inputs.items()}, self.labels[index])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class MultimodalDataset:
     """A multimodal classification dataset with named splits.
 
@@ -78,6 +82,17 @@ class MultimodalDataset:
                     )
             if len(split) and (split.labels.min() < 0 or split.labels.max() >= len(self.label_names)):
                 raise DataError(f"split {split_name!r} has labels outside 0..{len(self.label_names) - 1}")
+
+    def __repr__(self) -> str:
+        """One line per part (never the arrays or per-row lists): name, modalities, classes, splits."""
+        mods = ", ".join(f"{m.name} {m.dtype}{m.shape}" for m in self.modalities)
+        labels = list(self.label_names)
+        shown = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
+        splits = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
+        return (
+            f"MultimodalDataset({self.name!r}\n  modalities: {mods}\n  classes ({len(labels)}): {shown}\n"
+            f"  splits (rows): {splits}\n  meta keys: {', '.join(self.meta) or '-'})"
+        )
 
     @property
     def modality_names(self) -> tuple[str, ...]:

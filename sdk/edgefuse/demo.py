@@ -15,7 +15,10 @@
    the runtime on the test split (only the encoders of the sensors present run).
 6. **Benchmark** each profile's artifact on this machine (p50/p90/p99, throughput, peak RSS) next to
    the roofline *estimate* for the profile's target.
-7. **Report**: ``report.json`` and a self-contained ``report.html`` (tables, embedded plots).
+7. **Report**: ``report.json`` and a self-contained ``report.html`` (tables, embedded plots). A model
+   whose validation accuracy is within 5 points of chance did not learn (:mod:`edgefuse.chance`):
+   ``report.json`` records it (``trained_models``, ``not_learned``, ``warnings``) and the page warns at
+   the top instead of computing its retention and verdicts.
 
 A second run reuses the trained checkpoints (keyed by a fingerprint of the data and the recipe), the
 exports and the feature cache, so only the evaluation and the benchmarks run again.
@@ -23,13 +26,15 @@ exports and the feature cache, so only the evaluation and the benchmarks run aga
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +166,44 @@ def _fingerprint(data: Any, cfg: DemoConfig) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _near_chance_warnings() -> Iterator[list[str]]:
+    """Collect the texts of the :class:`~edgefuse.chance.NearChanceWarning` raised inside.
+
+    They go to the report (``warnings``), not the terminal; any other warning is passed on unchanged.
+    """
+    from edgefuse.chance import NearChanceWarning
+
+    texts: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NearChanceWarning)
+        yield texts
+    for w in caught:
+        if issubclass(w.category, NearChanceWarning):
+            texts.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _learned(data: Any, val_accuracy: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
+    """Per model trained on every modality (baseline, candidates): val accuracy, chance level, near_chance."""
+    from edgefuse.chance import chance_accuracy, near_chance
+
+    full = "+".join(data.modality_names)
+    chance = chance_accuracy(data.split("val").labels)
+    return [
+        {
+            "label": label,
+            "train": full,
+            "split": "val",
+            "accuracy": acc[full],
+            "chance": chance,
+            "near_chance": near_chance(acc[full], chance),
+        }
+        for label, acc in val_accuracy.items()
+    ]
+
+
 def _train_all(data: Any, cfg: DemoConfig, root: Path, fingerprint: str, steps: _Steps) -> dict[str, Any]:
     """Train (or reuse) the baseline + candidates; pick the best candidate on val; the grid on test."""
     from edgefuse.checkpoint import read_checkpoint_info
@@ -200,16 +243,17 @@ def _train_all(data: Any, cfg: DemoConfig, root: Path, fingerprint: str, steps: 
 
     base = TrainConfig(modalities=full, epochs=cfg.epochs, seed=cfg.seed)
     steps.say(f"training the baseline and {list(cfg.candidates)} ({cfg.epochs} epochs each) + specialists")
-    grid = run_grid(
-        data,
-        train_sets=[full],
-        methods=["supervised"],
-        seeds=[cfg.seed],
-        base_config=base,
-        interventions=["none", *cfg.candidates],
-        include_specialists=True,
-        on_model=on_model,
-    )
+    with _near_chance_warnings() as near:
+        grid = run_grid(
+            data,
+            train_sets=[full],
+            methods=["supervised"],
+            seeds=[cfg.seed],
+            base_config=base,
+            interventions=["none", *cfg.candidates],
+            include_specialists=True,
+            on_model=on_model,
+        )
     # Selection on the validation split only: mean accuracy over every presence pattern.
     val = evaluate_grid({(k, full, cfg.seed): m for k, m in kept.items()}, data, split="val")
     val_scores = {label: val.scores[(label, full, cfg.seed)] for label in kept}
@@ -242,6 +286,7 @@ def _train_all(data: Any, cfg: DemoConfig, root: Path, fingerprint: str, steps: 
             "val_accuracy": {k: {"+".join(t): v for t, v in row.items()} for k, row in val_scores.items()},
         },
         "train_seconds": round(time.perf_counter() - t0, 1),
+        "warnings": near,
     }
     state_json.parent.mkdir(parents=True, exist_ok=True)
     state_json.write_text(json.dumps(state, indent=2))
@@ -623,7 +668,7 @@ def run_demo(
     """
     from edgefuse import __version__
     from edgefuse.profiles import get_profile, list_profiles
-    from edgefuse.report import render_demo_html, write_demo_plots
+    from edgefuse.report import DEFINITIONS_DOC, demo_glossary, render_demo_html, write_demo_plots
 
     if cfg.epochs < 1 or cfg.bench_iters < 1 or cfg.bench_warmup < 0:
         raise ContractError("epochs and bench_iters must be >= 1 and bench_warmup >= 0")
@@ -670,11 +715,14 @@ def run_demo(
     t0 = time.perf_counter()
     full = tuple(data.modality_names)
     seed = grid.seeds[0]
+    learned = {row["label"]: row for row in _learned(data, trained["selection"]["val_accuracy"])}
     summary_models = {
         role: {
             "label": label,
             "test_accuracy": {"+".join(t): v for t, v in grid.scores[(label, full, seed)].items()},
             "val_accuracy": trained["selection"]["val_accuracy"].get(label),
+            "chance": learned[label]["chance"],
+            "near_chance": learned[label]["near_chance"],
         }
         for role, label in (("baseline", baseline), ("best", best))
     }
@@ -689,6 +737,9 @@ def run_demo(
         "selection": trained["selection"],
         "reused_models": trained["reused"],
         "checkpoint": str(ckpt),
+        "trained_models": list(learned.values()),
+        "not_learned": grid.not_learned(),
+        "warnings": trained.get("warnings") or [],
         "grid": grid_dict,
         "profiles": [
             {
@@ -706,7 +757,8 @@ def run_demo(
         "accuracy": accuracy,
         "corruption": corruption,
         "bench": bench,
-        "definitions": _definitions(),
+        "definitions": DEFINITIONS_DOC,
+        "glossary": demo_glossary(),
     }
     plots = write_demo_plots(report, grid, root / "plots")
     report["plots"] = {k: str(v) for k, v in plots.items()}
@@ -717,18 +769,3 @@ def run_demo(
     steps.advance("report")
     report["paths"] = {"json": str(root / "report.json"), "html": str(root / "report.html")}
     return report
-
-
-def _definitions() -> dict[str, str]:
-    from edgefuse.bench import DEFINITIONS
-
-    return {
-        "P(S->T)": "top-1 accuracy of a model trained with modalities S and tested with modalities T",
-        "retention": "P(S->T) / P(S->S)",
-        "drop": "P(S->S) - P(S->T) for T a proper subset of S (missing modalities)",
-        "gap_to_specialist": "P(S->T) - P(T->T): how far from a model trained for T alone",
-        "added_gain": "P(S->T) - P(S->S) for T a proper superset of S (added modalities)",
-        "improvement factor": "baseline drop / intervention drop (shown only when the baseline drop is measurable)",
-        "parity": "largest |logits - PyTorch logits| over every presence pattern at batch 1 and 7",
-        **DEFINITIONS,
-    }

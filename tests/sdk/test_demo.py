@@ -80,6 +80,25 @@ def test_demo_models_and_selection(demo: dict[str, Any]) -> None:
     assert report["grid"]["improvements"], "no intervention row in the grid"
 
 
+def test_demo_records_chance_and_definitions(demo: dict[str, Any]) -> None:
+    report = demo["first"]
+    assert report["definitions"] == "docs/metrics.md"
+    assert "retention" in report["glossary"]
+    assert "chance level" in report["glossary"]
+    trained = {row["label"]: row for row in report["trained_models"]}
+    assert set(trained) == set(report["selection"]["mean_val_accuracy"])
+    for row in trained.values():
+        assert row["split"] == "val"
+        assert row["chance"] == pytest.approx(0.1, abs=0.02)  # ten digits, about balanced
+        assert row["near_chance"] == (row["accuracy"] - row["chance"] <= 0.05)
+    for role in ("baseline", "best"):
+        model = report["models"][role]
+        assert model["near_chance"] == trained[model["label"]]["near_chance"]
+    assert isinstance(report["warnings"], list)
+    assert report["not_learned"] == report["grid"]["not_learned"]
+    assert demo["second"]["warnings"] == report["warnings"]  # kept with the reused models
+
+
 def test_demo_degraded_sensors(demo: dict[str, Any]) -> None:
     corruption = demo["first"]["corruption"]
     # synthetic audio: features only, so no "another microphone" EQ (it needs the waveform)
@@ -165,9 +184,12 @@ def test_demo_html_is_self_contained(demo: dict[str, Any]) -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "<script" not in page
     refs = re.findall(r"""(?:src|href)=["']([^"']*)["']""", page)
-    assert refs
-    assert all(r.startswith("data:image/png;base64,") for r in refs), [r[:40] for r in refs]
-    assert len(refs) == 4  # heatmap, accuracy, corruption, latency
+    images = [r for r in refs if not r.startswith("#")]  # in-page links to the definitions
+    assert images
+    assert all(r.startswith("data:image/png;base64,") for r in images), [r[:40] for r in images]
+    assert len(images) == 4  # heatmap, accuracy, corruption, latency
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    assert {r[1:] for r in refs if r.startswith("#")} <= ids  # every in-page link lands
     for name in (
         "Summary per device profile",
         "Robustness grid",
@@ -179,6 +201,13 @@ def test_demo_html_is_self_contained(demo: dict[str, Any]) -> None:
     assert "SYNTHETIC AUDIO" in page
     for pid in PROFILES:
         assert pid in page
+    assert "{'" not in page  # no Python dict repr (the splits read "train ... · val ... · test ...")
+    assert "Definitions" in page
+    assert "docs/metrics.md" in page
+    # Core ML converts here but cannot run (macOS): never shown as a plain green "ok"
+    coreml = next(e for e in demo["first"]["exports"] if e["format"] == "coreml")
+    if coreml["status"] == "ok" and coreml["parity_passed"] is None:
+        assert "coreml fp16: converted, not run here (needs macOS)" in page
 
 
 def test_second_run_reuses_models_and_exports(demo: dict[str, Any]) -> None:

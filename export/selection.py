@@ -102,7 +102,11 @@ def plan_formats(
                 "artifact (torch runs checkpoints); name a format with --format and force it with --any-format"
             )
         names = list(runs)
-        how = "the profile's backends" if requested is None else "--format all: the profile's backends"
+        how = (
+            "a format of the profile's backends"
+            if requested is None
+            else "every format of the profile's backends"
+        )
     else:
         names = list(dict.fromkeys(requested))
         how = "requested"
@@ -115,7 +119,7 @@ def plan_formats(
             raise ExportError(
                 f"format(s) {foreign}: no backend of profile {profile.id!r} runs them (its backends are "
                 f"{list(profile.backends)}, which run {list(runs) or 'no exported format'}); export "
-                f"{' or '.join(runs) or 'for another profile'}, or pass --any-format (any_format=True) to write "
+                f"{' or '.join(runs) or 'for another profile'}, or pass any_format=True to write "
                 "them anyway"
             )
     if precision is not None:
@@ -138,9 +142,9 @@ def _choose(
 ) -> FormatChoice:
     implemented = FORMAT_PRECISIONS[fmt]
     who = (
-        f"run by {', '.join(backends)}"
+        f"run there by {', '.join(backends)}"
         if backends
-        else "forced with --any-format (no backend of the profile runs it)"
+        else "forced (any_format=True): no backend of the profile runs it"
     )
     if precision is not None:
         if precision not in implemented:
@@ -148,7 +152,7 @@ def _choose(
                 f"{fmt} at {precision}: EdgeFuse's {fmt} exporter implements {list(implemented)}; choose one of "
                 f"them{_fp16_hint(fmt, precision)}"
             )
-        return FormatChoice(fmt, precision, backends, f"{fmt} {how}, {who}; precision {precision} requested")
+        return FormatChoice(fmt, precision, backends, f"{how}, {who}; {precision}: requested")
     skipped = []
     for p in profile.precisions:
         if p in implemented:
@@ -161,7 +165,7 @@ def _choose(
                 fmt,
                 p,
                 backends,
-                f"{fmt} {how}, {who}; {p} is the profile's first precision {fmt} implements{passed}",
+                f"{how}, {who}; {p}: the profile's first precision that {fmt} implements{passed}",
             )
         skipped.append(p)
     raise ExportError(

@@ -125,8 +125,8 @@ def import_factory(ref: FactoryRef | str, *, allow_import: bool = False) -> Mode
     )
     if not allow_import:
         raise FactoryError(
-            f"the model factory {parsed.callable!r} is user code; importing it runs that code. Pass "
-            "--allow-import (CLI) or trust_code=True / allow_import=True (Python) if you trust it"
+            f"the model factory {parsed.callable!r} is user code; importing it runs that code. If you "
+            "trust it, pass allow_import=True (or trust_code=True to load_checkpoint)"
         )
     module_name, _, attr = parsed.callable.partition(":")
     try:

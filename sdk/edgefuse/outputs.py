@@ -325,7 +325,7 @@ def check_output(
             "Choose another output folder"
         )
     if not overwrite:
-        raise error(f"{target} already exists; pass overwrite=True (--overwrite) or choose another folder")
+        raise error(f"{target} already exists; pass overwrite=True or choose another folder")
     found = output_kind(out)
     if found == "empty":
         return out

@@ -385,7 +385,7 @@ def _program_class(impl: type) -> type:
             if mode:
                 raise ContractError(
                     f"{self.edgefuse_what} is a stored torch.export program, fixed in eval mode; it cannot be "
-                    "trained. Load the checkpoint with trust_code=True (CLI: --allow-import) and a recorded "
+                    "trained. Load the checkpoint with trust_code=True and a recorded "
                     "model factory to train"
                 )
             self.training = False

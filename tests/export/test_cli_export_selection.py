@@ -54,7 +54,7 @@ def test_all_means_the_profiles_formats_and_the_choice_is_recorded(reference_ckp
         == 0
     )
     err = capsys.readouterr().err
-    assert "onnx fp32: onnx --format all: the profile's backends, run by onnxruntime" in err
+    assert "onnx fp32: every format of the profile's backends, run there by onnxruntime" in err
     manifest = json.loads((out / "manifest.json").read_text())  # one format: out is the artifact itself
     assert manifest["selection"]["format"] == "onnx"
     assert manifest["selection"]["backends"] == ["onnxruntime"]

@@ -202,7 +202,7 @@ def test_cli_int8_with_calibration_data(reference_ckpt, tmp_path, capsys) -> Non
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert (
-        "onnx int8: onnx requested, run by onnxruntime; int8 is the profile's first precision" in captured.err
+        "onnx int8: requested, run there by onnxruntime; int8: the profile's first precision" in captured.err
     )
     assert "int8 accuracy per presence pattern" in captured.out
     manifest = json.loads((out / "manifest.json").read_text())

@@ -43,7 +43,7 @@ def test_a_passed_over_precision_is_said() -> None:
 
 def test_a_foreign_format_is_refused_naming_the_backends() -> None:
     with pytest.raises(
-        ExportError, match=r"no backend of profile 'google/pixel-8'.*\['litert'\].*--any-format"
+        ExportError, match=r"no backend of profile 'google/pixel-8'.*\['litert'\].*pass any_format=True"
     ):
         plan_formats(get_profile("google/pixel-8"), ["coreml"])
     (forced,) = plan_formats(get_profile("google/pixel-8"), ["coreml"], any_format=True)

@@ -123,7 +123,9 @@ def test_a_fresh_process_without_the_users_code_exports_and_runs_it(saved, tmp_p
 def test_importing_a_factory_needs_an_explicit_opt_in(byom) -> None:
     from edgefuse.factory import import_factory
 
-    with pytest.raises(FactoryError, match=r"--allow-import \(CLI\) or trust_code=True"):
+    with pytest.raises(
+        FactoryError, match=r"pass allow_import=True \(or trust_code=True to load_checkpoint\)"
+    ):
         import_factory("byom_modules:build")
     built = import_factory("byom_modules:build", allow_import=True)(byom.MODALITIES[1:], byom.LABELS)
     assert built.modality_names == ("audio", "imu")

@@ -4,6 +4,9 @@ A checkpoint folder is benchmarked on the PyTorch reference backend and, exporte
 the cache (reused while the checkpoint is unchanged), on every backend of the profile that runs here, at
 every precision the profile lists that the backend's format implements (fp32 / fp16 / int8 side by side per
 pattern). int8 needs calibration data and accuracy needs labels: give the checkpoint's dataset with --data.
+
+``--json [PATH|-]``, ``--quiet``, ``--verbose`` and ``--log PATH`` follow the CLI conventions
+(:mod:`edgefuse.cli`); with ``--json`` or ``--quiet`` the table is skipped and its warnings go to stderr.
 """
 
 from __future__ import annotations
@@ -14,12 +17,37 @@ from typing import Any
 
 from edgefuse.cli._common import (
     MAX_COUNT,
+    add_json_arg,
+    add_output_args,
     add_pin_arg,
     add_runtime_threads_arg,
     check_out_path,
     check_pin,
+    examples,
     int_in,
     plain_console,
+)
+
+DESCRIPTION = """Benchmark latency, throughput and memory per backend and presence pattern, with a \
+roofline estimate of the profile's device: for an artifact folder, a checkpoint folder, or a plain \
+.onnx / .tflite file.
+
+A checkpoint is benchmarked on the PyTorch reference backend and, exported for the profile into a cache \
+(reused while the checkpoint is unchanged), on every backend of the profile that runs here, at every \
+precision the profile lists that the backend's format implements (fp32 / fp16 / int8 side by side per \
+pattern). int8 needs calibration data and accuracy needs labels: give the checkpoint's dataset with \
+--data (and its --fsdd for av-digits).
+
+The times are measured on this machine; the estimate for the profile's device is a roofline model, not \
+a measurement (an emulator's time is never shown as device latency)."""
+
+EPILOG = examples(
+    "# the quickstart artifact (from the 'edgefuse export --help' examples), 20 timed calls per pattern",
+    "edgefuse bench out/quickstart/cli-x86 --iters 20 --no-rss",
+    "# the quickstart checkpoint: PyTorch and every backend of the profile that runs here",
+    "edgefuse bench out/quickstart/cli-ckpt --profile generic/x86-64 --iters 20 --no-rss",
+    "# with accuracy per pattern, and a report folder (bench.json, bench.md, latency.png)",
+    "edgefuse bench out/quickstart/cli-x86 --data av-digits-synthetic-audio --iters 20 --report out/quickstart/bench",
 )
 
 
@@ -28,7 +56,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench",
         help="benchmark an artifact (per backend x presence pattern) or a plain .onnx/.tflite file",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EPILOG,
     )
     p.add_argument(
         "artifact",
@@ -81,9 +110,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="skip the fresh-subprocess peak RSS measurement (and its column)",
     )
-    p.add_argument("--json", default=None, metavar="OUT.json", help="write the report as JSON to this file")
+    add_json_arg(p, "the report (every figure of the table, with the settings and notes)")
     p.add_argument("--report", default=None, metavar="DIR", help="write bench.json, bench.md, latency.png")
     add_pin_arg(p)
+    add_output_args(p, log="bench")
     return p
 
 
@@ -150,8 +180,18 @@ def _recorded_dataset(source: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Benchmark and print a rich table with the definition of each figure."""
-    import json
+    """Benchmark and print a rich table with the definition of each figure.
+
+    ``--json`` gives the report alone on stdout (``--json``, ``--json -``: the table is skipped, its
+    warnings go to stderr) or in a file with the table kept (``--json PATH``, replaced if it exists);
+    ``--report DIR`` writes bench.json, bench.md and latency.png. Neither may lie in the input.
+
+    Args:
+        args: The parsed arguments.
+
+    Returns:
+        0 (errors are raised).
+    """
     from pathlib import Path
 
     from rich.table import Table
@@ -159,12 +199,19 @@ def run(args: argparse.Namespace) -> int:
 
     from edgefuse.bench import bench_artifact, bench_checkpoint, bench_model
     from edgefuse.bench.report import columns, definitions, notes, save_report, table_rows
+    from edgefuse.cli._common import (
+        emit_json,
+        human_console,
+        is_quiet,
+        json_stdout,
+        json_target,
+        show_progress,
+        warn,
+    )
     from edgefuse.errors import ContractError
-    from edgefuse.outputs import write_file
     from edgefuse.runtime.backends.torch import is_checkpoint
 
-    if args.json:
-        check_out_path(args.json, "--json")
+    json_path = json_target(args)  # None for stdout
     if args.report:
         check_out_path(args.report, "--report")
     target = Path(args.artifact)
@@ -172,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         raise ContractError(
             f"{target} does not exist; give an artifact folder, a checkpoint folder or a .onnx / .tflite file"
         )
-    for flag, where in (("--json", args.json), ("--report", args.report)):
+    for flag, where in (("--json", json_path), ("--report", args.report)):
         if where is not None and _inside_input(Path(where), target):
             raise ContractError(
                 f"{flag} {where} lies in the input {target}; the report would overwrite or add files there "
@@ -199,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
             "data": _data(args, target, checkpoint),
         }
         if checkpoint:
-            console_err = plain_console(stderr=True)
+            console_err = plain_console(stderr=True, quiet=not show_progress(args))
             report = bench_checkpoint(
                 target,
                 **common,
@@ -231,9 +278,19 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
             rss=not args.no_rss,
         )
-    out_console = plain_console()
-    if not out_console.is_terminal:  # a pipe or file: do not squeeze the table into 80 columns
-        out_console = plain_console(width=220)
+    out_console = human_console(args)  # a pipe or file: wide enough that no cell is cut
+    if is_quiet(args) or json_stdout(args):  # no table: its warnings still reach stderr
+        if report.get("emulated"):
+            warn(str(report["emulated"]))
+        for text in notes(report):
+            if text.startswith("WARNING "):
+                warn(text.removeprefix("WARNING ").strip())
+    if json_stdout(args):
+        emit_json(args, report)
+        if args.report:
+            paths = save_report(report, args.report)
+            out_console.print(f"report written: {', '.join(str(p) for p in paths.values())}")
+        return 0
     table = Table(
         title=f"bench {report['artifact']} ({report['format']}, {report['layout']}; profile {report['profile']}; "
         f"warmup {report['warmup']}, iters {report['iters']})"
@@ -253,11 +310,7 @@ def run(args: argparse.Namespace) -> int:
             out_console.print(Text(text, style="bold yellow"))
         else:
             out_console.print(f"note: {text}")
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_file(out, json.dumps(report, indent=2, default=str))
-        out_console.print(f"JSON written to {out}")
+    emit_json(args, report)
     if args.report:
         paths = save_report(report, args.report)
         out_console.print(f"report written: {', '.join(str(p) for p in paths.values())}")

@@ -6,27 +6,52 @@ run reuses the trained models and the exports (same data, recipe and EdgeFuse ve
 Exit status: 0, or 1 when an export failed (its conversion or validation, e.g. parity against PyTorch;
 each failure is named on stderr, and the report is still written). A format that cannot be converted
 on this machine (its converter is not installed) is reported as unavailable, not a failure.
+
+The converters' output goes to ``OUT/demo.log`` (``--log PATH`` elsewhere, ``--verbose`` on the
+terminal); ``--json [PATH|-]`` gives the report as JSON and ``--quiet`` drops the progress display and
+the tables, as for every command (:mod:`edgefuse.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edgefuse.cli._common import (
     MAX_COUNT,
     MAX_SEED,
+    add_json_arg,
+    add_output_args,
     check_out_path,
     epochs_int,
+    examples,
     int_in,
     plain_console,
     require_extra,
     seed_int,
+)
+
+DESCRIPTION = """The whole story end to end on AV-digits: train the supervised baseline and the \
+robustness interventions (modality dropout, MASD), keep the best on validation, measure accuracy with \
+sensors missing, export it for every device profile with parity checked against PyTorch, benchmark what \
+runs here, and write it up as OUT/report.html (self-contained: open it in any browser) and \
+OUT/report.json.
+
+Without FSDD (--fsdd PATH or $EDGEFUSE_FSDD) the audio modality is synthetic, and the report says so on \
+every page. A second run reuses the trained models and the exports (same data, recipe and EdgeFuse \
+version); --fresh starts over. The converters' own output goes to OUT/demo.log.
+
+Exit status: 0, or 1 when an export failed (its conversion or validation, e.g. parity against PyTorch; \
+each failure is named on stderr, and the report is still written). A format that cannot be converted \
+on this machine (its converter is not installed) is reported as unavailable, not a failure."""
+
+EPILOG = examples(
+    "# everything, with the default 20 epochs per model: out/demo/report.html",
+    "edgefuse demo",
+    "# a quicker look: two profiles, 5 epochs, fewer timed calls",
+    "edgefuse demo --profiles generic/x86-64,generic/smart-speaker --epochs 5 --iters 20 --no-rss "
+    "--out out/demo-quick",
 )
 
 
@@ -35,15 +60,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="the whole story end to end on AV-digits, written up as out/demo/report.html",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EPILOG,
     )
-    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--fsdd", default=None, help="FSDD folder (default: $EDGEFUSE_FSDD)")
     p.add_argument(
         "--audio",
         choices=("auto", "fsdd", "synthetic"),
         default="auto",
-        help="auto: FSDD when given, else a clearly labelled synthetic audio modality (default)",
+        help="auto: FSDD when given, else a clearly labelled synthetic audio modality",
     )
     p.add_argument(
         "--profiles", default=None, help="comma-separated profile ids (default: every built-in profile)"
@@ -70,25 +96,43 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--fresh", action="store_true", help="retrain and re-export instead of reusing earlier results"
     )
+    add_json_arg(p, "the report (what OUT/report.json holds, with the paths of the written files)")
+    # the demo opens its log in OUT, once the folder is claimed: run() wraps itself
+    add_output_args(p, log="demo", log_default="OUT/demo.log", wrap=False)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo with a progress display, then print the summary table; 1 when an export failed."""
-    import logging
+    """Run the demo with a progress display, then print the summary table; 1 when an export failed.
 
+    The progress display and EdgeFuse's warnings and errors stay on the terminal's stderr while the
+    converters' C++ and Python output goes to ``OUT/demo.log`` (``--log``;
+    :func:`edgefuse.cli._common.converter_log`). ``--json`` gives the report (``OUT/report.json`` plus
+    ``paths``) alone on stdout (``--json``, ``--json -``: no tables, no progress) or in a file (``--json
+    PATH``, the tables kept). ``--quiet``: no progress and no tables; failed exports are still ``error:``
+    lines on stderr.
+
+    Args:
+        args: The parsed arguments.
+
+    Returns:
+        0, or 1 when an export failed.
+    """
+    from edgefuse.cli._common import (
+        converter_log,
+        emit_json,
+        human_console,
+        json_stdout,
+        json_target,
+        show_progress,
+    )
     from edgefuse.demo import claim_demo_folder
 
     # it trains, exports and plots: without torch, one line naming the extra, before the folder is claimed
     require_extra("demo", "export", ("torch", "safetensors", "matplotlib"))
     out = check_out_path(args.out)
+    json_target(args, protect=(("the demo folder --out", out),))
     claim_demo_folder(out)  # before demo.log is opened there: a folder of other files is refused
-
-    # Converters' own chatter (C++ INFO lines of the TFLite converter, coremltools' version warnings)
-    # would bury the progress display; errors still surface as exceptions.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -108,21 +152,25 @@ def run(args: argparse.Namespace) -> int:
         rss=not args.no_rss,
         fresh=args.fresh,
     )
-    con = plain_console() if plain_console().is_terminal else plain_console(width=160)
-    # The progress display writes to a duplicate of stderr, so it stays visible while the converters'
-    # C++ and Python chatter on file descriptor 2 goes to OUT/demo.log.
-    err = plain_console(
-        file=os.fdopen(os.dup(2), "w", buffering=1), force_terminal=plain_console(stderr=True).is_terminal
-    )
-    with Progress(
-        TextColumn("[bold]demo[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}", markup=False),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as bar:
+    con = human_console(args)  # piped: wide enough that no cell is cut
+    # The progress display writes to the terminal's stderr (a duplicate of file descriptor 2 while the
+    # converters' C++ and Python chatter on file descriptor 2 goes to OUT/demo.log).
+    show = show_progress(args)
+    err = plain_console(stderr=True)
+    # the log's path is printed once the progress display is done
+    with (
+        converter_log(args, "demo", cfg.out / "demo.log"),
+        Progress(
+            TextColumn("[bold]demo[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+            disable=not show,
+        ) as bar,
+    ):
         task = bar.add_task("starting", total=len(STEPS))
         done: set[str] = set()
 
@@ -133,12 +181,14 @@ def run(args: argparse.Namespace) -> int:
             if step not in done:
                 done.add(step)
                 bar.update(task, advance=1)
-                err.print(Text.assemble(("✓", "green"), f" {step}"))
+                if show:
+                    err.print(Text.assemble(("✓", "green"), f" {step}"))
 
-        log_path = cfg.out / "demo.log"
-        with _stderr_to(log_path):
-            report = run_demo(cfg, say=say, advance=advance)
+        report = run_demo(cfg, say=say, advance=advance)
 
+    if json_stdout(args):
+        emit_json(args, report)
+        return _failed_exports(report)
     patterns = report["grid"]["test_sets"]
     if report["data"]["audio"] == "synthetic":
         con.print(Text(f"⚠ {report['data']['label']}", style="bold yellow"))
@@ -177,7 +227,6 @@ def run(args: argparse.Namespace) -> int:
             "-" if est is None else f"~{est:.4f}",
         )
     con.print(s)
-    con.print(f"converter output and warnings: {log_path}")
     con.print(
         Text.assemble(
             "report: ",
@@ -185,6 +234,14 @@ def run(args: argparse.Namespace) -> int:
             f" (and {report['paths']['json']}) in {report['seconds']['total']:.0f} s",
         )
     )
+    emit_json(args, report)
+    return _failed_exports(report)
+
+
+def _failed_exports(report: dict[str, Any]) -> int:
+    """Name each failed export on stderr (also with ``--quiet``); the exit status: 1 when one failed."""
+    from rich.text import Text
+
     failed = report["failed_exports"]
     if not failed:
         return 0
@@ -203,19 +260,3 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 1
-
-
-@contextmanager
-def _stderr_to(path: Path) -> Iterator[None]:
-    """Send file descriptor 2 (C/C++ libraries and Python's sys.stderr alike) to ``path`` for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with path.open("wb") as log:  # this run's output only
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)

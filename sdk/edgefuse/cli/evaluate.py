@@ -8,7 +8,10 @@ inputs given (the others absent) and the top-1 predictions are compared with the
 The artifact's label names must equal the dataset's (same names, same order), and the dataset must have
 every modality the artifact takes. ``--json -`` (or a bare ``--json``) prints only the JSON report on
 stdout; ``--json PATH`` writes it to a file (replaced atomically) and prints the table; without ``--json``
-only the table is printed. JSON accuracies are keyed by the pattern, e.g. ``"audio+image"``.
+only the table is printed. JSON accuracies are keyed by the pattern, e.g. ``"audio+image"``; ``chance``
+is the split's chance level (the most frequent class's share, :mod:`edgefuse.chance`), and a ``warning:``
+line on stderr (also with ``--quiet``) says when the accuracy with every modality present is within 5
+points of it. ``--quiet``, ``--verbose`` and ``--log`` follow the CLI conventions (:mod:`edgefuse.cli`).
 
 Exit status: 0 on success, 2 on bad input (no such folder, an unknown dataset or split, a label or
 modality mismatch, a modified or invalid artifact, a backend that is not installed).
@@ -20,10 +23,41 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edgefuse.cli._common import add_data_args, add_pin_arg, add_runtime_threads_arg, int_in
+from edgefuse.cli._common import (
+    add_data_args,
+    add_json_arg,
+    add_output_args,
+    add_pin_arg,
+    add_runtime_threads_arg,
+    examples,
+    int_in,
+)
 
 #: Rows per ``Session.predict`` call.
 BATCH_ROWS = 256
+
+
+DESCRIPTION = """Measure the accuracy of an artifact (or a checkpoint) on a labelled dataset, for \
+every presence pattern: each non-empty subset T of its modalities, the others absent, as on a device \
+without those sensors.
+
+The artifact is loaded as 'edgefuse run' loads it (--threads, --manifest-sha256); the dataset as \
+'edgefuse train' loads it (--data, --fsdd, --degrade-image, --data-seed): give the options the model \
+was trained with. Its label names must equal the dataset's (same names, same order), and the dataset \
+must have every modality the artifact takes.
+
+--json - (or a bare --json) prints only the JSON report on stdout; --json PATH writes it to a file and \
+prints the table. Exit status: 0 on success, 2 on bad input (no such folder, an unknown dataset or \
+split, a label or modality mismatch, a modified or invalid artifact, a backend that is not installed)."""
+
+EPILOG = examples(
+    "# the quickstart checkpoint (PyTorch) and its artifact (ONNX Runtime) on the same test split",
+    "edgefuse eval out/quickstart/cli-ckpt --data av-digits-synthetic-audio --degrade-image 4",
+    "edgefuse eval out/quickstart/cli-x86 --data av-digits-synthetic-audio --degrade-image 4 --json "
+    "out/quickstart/eval.json",
+    "# on the validation split",
+    "edgefuse eval out/quickstart/cli-x86 --data av-digits-synthetic-audio --degrade-image 4 --split val",
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -38,8 +72,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
         help="accuracy of an artifact or checkpoint per presence pattern on a labelled dataset",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
+        epilog=EPILOG,
     )
     p.add_argument("artifact", help="artifact folder (with manifest.json) or checkpoint folder")
     add_data_args(p)
@@ -51,40 +85,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="N",
         help=f"rows per prediction call, 1..65536 (default {BATCH_ROWS})",
     )
-    p.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        default=None,
-        metavar="PATH",
-        help="write the report as JSON to PATH, or to stdout with '-' or no value (then nothing else "
-        "is printed on stdout)",
-    )
+    add_json_arg(p, "the report (accuracy per presence pattern, the chance level)")
     add_runtime_threads_arg(p)
     add_pin_arg(p)
+    add_output_args(p, log="eval")
     return p
-
-
-def _json_target(text: str | None, artifact: Path) -> Path | None:
-    """The file ``--json PATH`` writes (``None`` for stdout or no ``--json``), checked before any work.
-
-    Raises:
-        ContractError: PATH is a folder, lies inside the artifact folder, or cannot be created.
-    """
-    if text is None or text == "-":
-        return None
-    from edgefuse.cli._common import check_out_path
-    from edgefuse.errors import ContractError
-
-    path = check_out_path(text, "--json")
-    if path.is_dir():
-        raise ContractError(f"--json {text}: is a folder; give a file path (or '-' for stdout)")
-    resolved = path.resolve()
-    if resolved.parent == artifact.resolve() or artifact.resolve() in resolved.parents:
-        raise ContractError(
-            f"--json {text}: is inside the artifact folder {artifact}; write the report elsewhere"
-        )
-    return path
 
 
 def evaluate_session(
@@ -141,12 +146,20 @@ def run(args: argparse.Namespace) -> int:
             between the artifact and the dataset, or an empty split.
         DataError: An unknown dataset or split, or a dataset that cannot be loaded.
     """
-    import json
-    import sys
     import warnings
-    from contextlib import nullcontext
 
-    from edgefuse.cli._common import load_data, plain_console, progress_callback
+    from edgefuse.chance import CHANCE_MARGIN, chance_accuracy, near_chance, not_learned_message
+    from edgefuse.cli._common import (
+        TERMINAL_STDERR,
+        emit_json,
+        human_console,
+        json_stdout,
+        json_target,
+        load_data,
+        progress_callback,
+        show_progress,
+        warn,
+    )
     from edgefuse.errors import ContractError
     from edgefuse.modality_sets import format_set, subsets
     from edgefuse.runtime import load
@@ -156,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         raise ContractError(
             f"{args.artifact}: no such artifact folder (it must hold manifest.json, or model.json for a checkpoint)"
         )
-    json_path = _json_target(args.json, artifact)
+    json_target(args, protect=(("the artifact folder", artifact),))  # refused before any work
     dataset = load_data(args)
     split = dataset.split(args.split)
     if len(split) == 0:
@@ -180,10 +193,8 @@ def run(args: argparse.Namespace) -> int:
                 f"has no {missing} (it has {list(dataset.modality_names)})"
             )
         patterns = subsets(mods)
-        bar = (
-            progress_callback(f"eval {dataset.name}/{args.split}")
-            if sys.stderr.isatty()
-            else nullcontext(None)
+        bar = progress_callback(
+            f"eval {dataset.name}/{args.split}", enabled=show_progress(args) and TERMINAL_STDERR.isatty()
         )
         with bar as cb:
             acc = evaluate_session(session, split, patterns, args.batch_size, cb)
@@ -196,9 +207,17 @@ def run(args: argparse.Namespace) -> int:
         "rows": len(split),
         "backend": backend,
         "accuracy": acc,
+        "chance": chance_accuracy(split.labels),
     }
-    if args.json == "-":
-        print(json.dumps(report, indent=2))
+    full = acc[format_set(patterns[0])]  # every modality present
+    if near_chance(full, report["chance"]):
+        warn(
+            not_learned_message(str(args.artifact), full, report["chance"], split=f"{args.split}-split")
+            + f" (with every modality present, within {100 * CHANCE_MARGIN:.0f} points of chance); or it "
+            "is evaluated on other data than it was trained on: check --data, --degrade-image, --data-seed"
+        )
+    if json_stdout(args):
+        emit_json(args, report)
         return 0
 
     from rich.table import Table
@@ -210,13 +229,12 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("accuracy", justify="right")
     for t in patterns:
         table.add_row(format_set(t), f"{acc[format_set(t)]:.3f}")
-    console = plain_console()
+    console = human_console(args)
     console.print(table)
+    console.print(
+        f"chance level: {report['chance']:.3f} (the most frequent class's share of the {len(split)} rows)"
+    )
     for text in notes:
         console.print(f"note: {text}", soft_wrap=True)
-    if json_path is not None:
-        from edgefuse.outputs import write_file
-
-        write_file(json_path, json.dumps(report, indent=2) + "\n")
-        console.print(f"wrote {json_path}", soft_wrap=True)
+    emit_json(args, report)
     return 0

@@ -1,9 +1,41 @@
-"""``edgefuse export``: export a checkpoint for a device profile, with parity checked and a manifest."""
+"""``edgefuse export``: export a checkpoint for a device profile, with parity checked and a manifest.
+
+The choices (stderr), a table of every format's status (stdout) and each failure (stderr); the converters'
+own output goes to the log file. ``--json [PATH|-]``, ``--quiet``, ``--verbose`` and ``--log PATH`` follow the CLI conventions
+(:mod:`edgefuse.cli`); ``--json`` gives the report (``profile``,
+``modalities``, ``patterns``, ``choices``, ``results``).
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from edgefuse.cli._common import add_json_arg, add_output_args, examples
+
+DESCRIPTION = """Export a checkpoint for a device profile: convert it to the formats the profile's \
+backends run (ONNX, TFLite, Core ML, TensorRT), check each converted graph against PyTorch on every \
+presence pattern of the profile's modalities, and write an artifact folder with a manifest.
+
+Without --format/--precision the export follows the profile: for each of its backends, in order, that \
+backend's format at the profile's first precision the format implements. int8 is post-training \
+quantization, calibrated on the checkpoint's training data (or --calibration) and refused when a \
+presence pattern loses more than --max-int8-drop points of accuracy.
+
+A format whose converter is not installed here is reported as unavailable with what to install. Exit \
+status: 0 when every format was written and validated, 1 when one failed or was unavailable \
+(--allow-unavailable keeps 0 for those), 2 on bad input."""
+
+EPILOG = examples(
+    "# the quickstart artifact: ONNX for this host (the checkpoint of 'edgefuse train --help')",
+    "edgefuse export out/quickstart/cli-ckpt --profile generic/x86-64 --format onnx --out out/quickstart/cli-x86 "
+    "--overwrite",
+    "# what the profile's backends run, at its first precision (int8, calibrated on the training data)",
+    "edgefuse export out/quickstart/cli-ckpt --profile generic/smart-speaker --out out/quickstart/speaker --overwrite",
+    "# every format of the profile's backends, one subfolder each; a converter missing here is reported, exit 0",
+    "edgefuse export out/quickstart/cli-ckpt --profile nvidia/jetson-orin-nano --format all --precision fp32 "
+    "--allow-unavailable --out out/quickstart/jetson --overwrite",
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -13,10 +45,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export",
         help="export a checkpoint for a device profile",
-        description=__doc__,
-        epilog="Without --format/--precision the export follows the profile: for each of its backends, in "
-        "order, that backend's format at the profile's first precision the format implements. Example: "
-        "edgefuse export out/ckpt --profile generic/smart-speaker --out out/speaker",
+        description=DESCRIPTION,
+        epilog=EPILOG,
     )
     p.add_argument("checkpoint", help="checkpoint folder (from `edgefuse train`)")
     p.add_argument(
@@ -87,7 +117,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--fsdd", default=None, help="FSDD folder for AV-digits (calibration, int8 and fp16 checks)"
     )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_json_arg(p, "the report (what was chosen, every format's status and checks)")
+    add_output_args(p, log="export")
     return p
 
 
@@ -99,11 +130,24 @@ def run(args: argparse.Namespace) -> int:
     int8 accuracy drop) or could not be converted here (``--allow-unavailable`` keeps 0 for those); each
     is also named on stderr. A single requested format that cannot be converted here is an error (exit 2,
     the reason says what to install), as is an invalid option or output folder.
+
+    Output: the choices (stderr), a table (stdout), failures (stderr). ``--json`` gives the report
+    (``profile``, ``modalities``, ``patterns``, ``choices``, ``results``): with ``--json``/``--json -`` on
+    stdout alone (the choices and the table are skipped), with ``--json PATH`` in a file as well. The
+    converters' own output goes to the ``--log`` file (see :func:`edgefuse.cli._common.converter_log`).
     """
-    import json
     from contextlib import nullcontext
 
-    from edgefuse.cli._common import check_out_path, plain_console, require_extra
+    from edgefuse.cli._common import (
+        check_out_path,
+        emit_json,
+        human_console,
+        json_stdout,
+        json_target,
+        plain_console,
+        require_extra,
+        show_progress,
+    )
 
     # tracing a checkpoint needs torch; a format whose converter is missing is reported per format below
     require_extra("export", "export")
@@ -111,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefuse.profiles import get_profile
 
     check_out_path(args.out)
+    json_target(args, protect=(("the artifact folder --out", args.out), ("the checkpoint", args.checkpoint)))
     prof = get_profile(args.profile)
     # decided (and refused) before any data is loaded
     choices = plan_formats(prof, _formats(args.format), args.precision, any_format=args.any_format)
@@ -118,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     data = _labelled_data(args, precisions) if precisions & {"fp16", "int8"} else None
     agreement = data.split("test") if data is not None and "fp16" in precisions else None
     int8 = _int8_settings(args, data) if "int8" in precisions else None
-    if not args.json:
+    if show_progress(args):  # what was chosen and why: not with --quiet, nor with --json -
         err = plain_console(stderr=True)
         if "int8" not in precisions and (args.calibration or args.keep_fp32):
             err.print(
@@ -132,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgefuse.export.pipeline import export
 
-    status = nullcontext(None) if args.json else plain_console(stderr=True).status("exporting")
+    status = plain_console(stderr=True).status("exporting") if show_progress(args) else nullcontext(None)
     with status as shown:
         report = export(
             args.checkpoint,
@@ -143,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
             monolithic=args.monolithic,
             overwrite=args.overwrite,
             agreement_split=agreement,
-            progress=None if shown is None else shown.update,
+            # a message is data (a reason may name 'edgefuse[coreml]'): not parsed as rich markup
+            progress=None if shown is None else _plain_updates(shown),
             any_format=args.any_format,
             int8=int8,
         )
@@ -165,48 +211,78 @@ def run(args: argparse.Namespace) -> int:
         for r in report.results
     ]
     code = _exit_code(report, args.allow_unavailable)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "profile": report.profile,
-                    "modalities": report.modalities,
-                    "patterns": report.patterns,
-                    "choices": report.choices,
-                    "results": rows,
-                },
-                indent=2,
-            )
-        )
+    document = {
+        "profile": report.profile,
+        "modalities": report.modalities,
+        "patterns": report.patterns,
+        "choices": report.choices,
+        "results": rows,
+    }
+    if json_stdout(args):
+        emit_json(args, document)
         _summary(report, args.allow_unavailable)
         return code
     from rich.table import Table
+    from rich.text import Text
 
+    console = human_console(args)
+    # a narrow terminal has no room for paths: the folders go below the table, one per line
+    folders_in_table = console.width >= _WIDE
     table = Table(
         title=f"export for {report.profile}: modalities {', '.join(report.modalities)}; "
         f"{len(report.patterns)} presence pattern(s)"
     )
-    for col in ("format", "precision", "status", "seconds", "checks", "vs torch", "folder / reason"):
-        table.add_column(col)
+    for col in ("format", "precision", "status", "seconds", "checks", "vs torch"):
+        table.add_column(col, no_wrap=folders_in_table)
+    if folders_in_table:
+        table.add_column("folder / note", overflow="fold")
+    # a long reason (what to install, why a check was skipped) would make a narrow, dozens-of-lines-tall
+    # cell: it is printed in full below the table, the cell points to it
+    folders: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     for r in rows:
-        where = r["folder"] or ""
-        if r["note"]:
-            where = f"{where}\n{r['note']}" if where else r["note"]
-        table.add_row(
+        which = f"{r['format']} {r['precision'] or ''}".strip()
+        cells = [
             r["format"],
             r["precision"] or "-",
             r["status"],
             f"{r['seconds']:.1f}",
             _checks(r),
             _versus(r),
-            where,
-        )
-    plain_console().print(table)
+        ]
+        note = r["note"] or ""
+        if note and (len(note) > _NOTE_IN_CELL or not folders_in_table):
+            notes.append((which, note))
+            note = f"see note {len(notes)} below"
+        if folders_in_table:
+            cells.append("\n".join(text for text in (r["folder"], note) if text))
+        elif r["folder"]:
+            folders.append((which, r["folder"]))
+        table.add_row(*cells)
+    console.print(table)
+    for which, folder in folders:
+        console.print(Text.assemble((f"{which}:", "bold"), f" written to {folder}"))
+    for number, (which, text) in enumerate(notes, 1):
+        console.print(Text.assemble((f"note {number} ({which}):", "bold"), f" {text}"))
     for r in report.results:
         if r.int8 and r.int8.get("accuracy"):
-            plain_console().print(_int8_table(r))
+            console.print(_int8_table(r))
+    emit_json(args, document)
     _summary(report, args.allow_unavailable)
     return code
+
+
+def _plain_updates(status: Any) -> Any:
+    """``status.update`` for plain messages: a rich Status would parse ``edgefuse[coreml]`` as markup."""
+    from rich.text import Text
+
+    return lambda message: status.update(Text(message))
+
+
+#: Narrowest console whose export table has the "folder / note" column (a narrower one lists them below).
+_WIDE = 120
+#: Longest note shown inside the export table's "folder / note" cell; a longer one is printed below it.
+_NOTE_IN_CELL = 60
 
 
 def _checks(row: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""``edgefuse robustness``: the train × test modality grid with every metric of ROBUSTNESS.md.
+"""``edgefuse robustness``: the train × test modality grid with every metric of docs/metrics.md.
 
 Every model of the grid is the reference architecture, or your own with ``--model-factory
 package.module:function`` (``--factory-kwargs`` JSON, ``--allow-import`` required: importing the factory
@@ -16,6 +16,10 @@ contains the corrupted modality: fused accuracy, corruption retention, each moda
 rows, and the fusion regret (best alone - fused; <= 0 is good). Printed as a short regret table; the JSON
 (``corruption``), grid.md and corruption.png hold every test set. Reused jobs are not retrained for other
 corruptions.
+
+``--json [PATH|-]``, ``--quiet``, ``--verbose`` and ``--log PATH`` follow the CLI conventions
+(:mod:`edgefuse.cli`); ``--json`` gives the grid (with ``chance`` and ``not_learned``), and each row that did
+not learn is a ``warning:`` line on stderr.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from typing import Any
 from edgefuse.cli._common import (
     MAX_SEEDS,
     add_data_args,
+    add_json_arg,
+    add_output_args,
     alphas_arg,
     check_out_path,
     epochs_int,
+    examples,
     load_data,
     nonneg_float,
     nonneg_int,
@@ -40,16 +47,58 @@ from edgefuse.cli._common import (
 )
 from edgefuse.cli.train import add_factory_args, factory_from_args
 
+DESCRIPTION = """Train a grid of models and measure P(S→T): the accuracy of a model trained with the \
+modalities S on a device that has only the modalities T, for every train set S and test set T.
+
+Printed per method: the grid, then the retention, drop, gap to specialist and added gain of every cell, \
+and each intervention's improvement factor against its baseline. The metrics (retention, drop, gap to \
+specialist, added gain, improvement factor, noise floor, chance level) are defined in docs/metrics.md. \
+A model within 5 points of chance "did not learn": its accuracies are kept, its metrics are not \
+reported.
+
+Every model is the reference architecture, or your own with --model-factory package.module:function \
+(--factory-kwargs JSON; --allow-import is required: importing the factory runs your code), called with \
+every modality of --data.
+
+Every model is a job with a content hash, written to a job store (--store; default REPORT/jobs, or \
+beside --json) as soon as it is finished; --resume reuses the finished jobs after a crash or Ctrl-C. \
+--executor process --workers N runs jobs in N processes on this machine; --executor ray --ray-address \
+auto|HOST:PORT on a Ray cluster (the store on a filesystem every node sees). Exit status 1 when jobs \
+failed (the others finish; the failed cells are listed in the JSON and the report).
+
+Degraded sensors: --corruptions audio:noise,image:blur --severities 1,3,5 also evaluates every model \
+with one modality corrupted at each severity (--corruption-seed), on every test set that contains it: \
+fused accuracy, retention under corruption, each modality alone on the same rows, and the fusion regret \
+(best alone - fused; <= 0 is good)."""
+
+EPILOG = examples(
+    "# a small grid: every train set of audio+image, one method, one seed, 5 epochs per model",
+    "edgefuse robustness --data av-digits-synthetic-audio --degrade-image 4 --methods supervised --seeds 1 "
+    "--epochs 5 --report out/quickstart/grid",
+    "# the same grid again: the finished jobs of its store are reused, nothing is retrained",
+    "edgefuse robustness --data av-digits-synthetic-audio --degrade-image 4 --methods supervised --seeds 1 "
+    "--epochs 5 --report out/quickstart/grid --resume",
+    "# modality dropout against its baseline, with noisy audio and blurred images",
+    "edgefuse robustness --data av-digits-synthetic-audio --degrade-image 4 --train-sets audio+image "
+    "--methods supervised --interventions none,moddrop --seeds 2 --epochs 5 --corruptions "
+    "audio:noise,image:blur --severities 1,3 --json out/quickstart/grid-moddrop.json",
+)
+
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register the subcommand."""
     p = sub.add_parser(
-        "robustness", help="accuracy for every train set x test set of modalities", description=__doc__
+        "robustness",
+        help="accuracy for every train set x test set of modalities",
+        description=DESCRIPTION,
+        epilog=EPILOG,
     )
     add_data_args(p)
     add_factory_args(p)
     p.add_argument("--train-sets", default=None, help="e.g. audio+image,audio,image (default: every subset)")
-    p.add_argument("--methods", default="supervised,contrastive", help="supervised and/or contrastive")
+    p.add_argument(
+        "--methods", default="supervised,contrastive", help="supervised and/or contrastive, comma-separated"
+    )
     p.add_argument(
         "--interventions",
         default="none",
@@ -67,15 +116,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default="3",
         help=f"a count (3 = seeds 0,1,2; at most {MAX_SEEDS}) or a list (0,4,7)",
     )
-    p.add_argument("--epochs", type=epochs_int, default=None, help="(fine-tuning) epochs per model, 1..10000")
+    p.add_argument(
+        "--epochs",
+        type=epochs_int,
+        default=None,
+        help="(fine-tuning) epochs per model, 1..10000 (default: 20)",
+    )
     p.add_argument(
         "--pretrain-epochs",
         type=pretrain_epochs_int,
         default=None,
-        help="contrastive pre-training epochs, 0..10000",
+        help="contrastive pre-training epochs, 0..10000 (default: 10)",
     )
     p.add_argument("--no-specialists", action="store_true", help="do not add the specialists S = T")
-    p.add_argument("--json", dest="json_path", default=None, help="write the grid as JSON here")
+    add_json_arg(p, "the grid (every score and cell, the chance level, the rows that did not learn)")
     p.add_argument(
         "--report", default=None, help="folder for grid.json, grid.md, heatmap.png (and corruption.png)"
     )
@@ -98,7 +152,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     c.add_argument("--corruption-seed", type=seed_int, default=0, help="seed of the corruptions (default 0)")
     g = p.add_argument_group("jobs and executors")
     g.add_argument(
-        "--executor", choices=["inline", "process", "ray"], default="inline", help="where jobs run"
+        "--executor",
+        choices=["inline", "process", "ray"],
+        default="inline",
+        help="where jobs run: in this process, in worker processes, or on a Ray cluster",
     )
     g.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: the cores)")
     g.add_argument(
@@ -119,6 +176,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     g.add_argument("--ray-address", default=None, help="auto or HOST:PORT of a Ray head (--executor ray)")
     g.add_argument("--gpus-per-job", type=nonneg_float, default=0.0, help="num_gpus of each Ray task")
+    # the sweep's progress bar is drawn on sys.stderr by the SDK: Python's stderr stays on the terminal
+    add_output_args(p, log="robustness", python_stderr="terminal")
     return p
 
 
@@ -181,18 +240,45 @@ def _store_path(args: argparse.Namespace) -> str | None:
         return str(args.store)
     if args.report:
         return str(Path(args.report) / "jobs")
-    if args.json_path:
-        return str(Path(args.json_path).with_suffix(".jobs"))
+    if args.json and args.json != "-":
+        return str(Path(args.json).with_suffix(".jobs"))
     return None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train what the grid needs, evaluate, write the outputs, print the tables."""
+    """Train what the grid needs, evaluate, write the outputs, print the tables.
+
+    Output: the grid as Markdown tables, the sweep summary and the written files (stdout); a ``warning:``
+    line on stderr for each row that did not learn (``GridResult.not_learned``: P(S→S) within 5 points
+    of chance), also with ``--quiet``. ``--json`` gives ``GridResult.to_dict()`` (with ``chance`` and
+    ``not_learned``) alone on stdout (``--json``, ``--json -``) or in a file (``--json PATH``, the
+    tables kept). Failed jobs are listed with the tables, or as ``error:`` lines on stderr with
+    ``--quiet`` or ``--json -``; exit status 1.
+
+    Args:
+        args: The parsed arguments.
+
+    Returns:
+        0, or 1 when jobs failed.
+    """
     import time
     from dataclasses import replace
+    from warnings import catch_warnings, simplefilter
+
+    from edgefuse.cli._common import (
+        emit_json,
+        error_line,
+        human_console,
+        is_quiet,
+        json_stdout,
+        json_target,
+        show_progress,
+        warn,
+    )
 
     # before anything is imported or written: one line naming the extra on a device without torch
     require_extra("robustness", "train", ("torch", "safetensors", *(("matplotlib",) if args.report else ())))
+    from edgefuse.chance import NearChanceWarning
     from edgefuse.errors import ContractError
     from edgefuse.executors import SweepError
     from edgefuse.robustness import parse_sets, run_grid, subsets
@@ -202,15 +288,14 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ContractError(f"--methods {args.methods!r}: allowed methods are {list(METHODS)}")
-    if args.json_path:
-        check_out_path(args.json_path, "--json")
+    json_target(args)
     if args.report:
         check_out_path(args.report, "--report")
     store = _store_path(args)
     if store:
         check_out_path(store, "--store")
     if args.resume and not store:
-        raise ContractError("--resume reuses the jobs of a store: give --store, --report or --json")
+        raise ContractError("--resume reuses the jobs of a store: give --store, --report or --json PATH")
     if args.severities is not None and args.corruptions is None:
         raise ContractError("--severities are the levels of --corruptions: give --corruptions as well")
     if args.ray_address and args.executor != "ray":
@@ -230,41 +315,56 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     interventions = [v.strip() for v in args.interventions.split(",") if v.strip()]
     try:
-        grid = run_grid(
-            dataset,
-            train_sets,
-            methods,
-            seeds,
-            base,
-            model_factory=factory,
-            interventions=interventions,
-            wiseft_alphas=args.alphas,  # parsed and checked by alphas_arg
-            include_specialists=not args.no_specialists,
-            progress=True,
-            executor=args.executor,
-            workers=args.workers,
-            threads=args.threads,
-            store=store,
-            resume=args.resume,
-            max_retries=args.max_retries,
-            ray_address=args.ray_address,
-            gpus_per_job=args.gpus_per_job,
-            corruptions=args.corruptions,
-            severities=args.severities,
-            corruption_seed=args.corruption_seed,
-        )
+        with catch_warnings():
+            # a model at chance is reported once per grid row below (grid.not_learned), not once per training
+            simplefilter("ignore", NearChanceWarning)
+            grid = run_grid(
+                dataset,
+                train_sets,
+                methods,
+                seeds,
+                base,
+                model_factory=factory,
+                interventions=interventions,
+                wiseft_alphas=args.alphas,  # parsed and checked by alphas_arg
+                include_specialists=not args.no_specialists,
+                progress=show_progress(args),
+                executor=args.executor,
+                workers=args.workers,
+                threads=args.threads,
+                store=store,
+                resume=args.resume,
+                max_retries=args.max_retries,
+                ray_address=args.ray_address,
+                gpus_per_job=args.gpus_per_job,
+                corruptions=args.corruptions,
+                severities=args.severities,
+                corruption_seed=args.corruption_seed,
+            )
         failure = None
     except SweepError as exc:
         grid, failure = exc.result, exc
     grid.meta["seconds"] = time.perf_counter() - t0
-    if args.json_path:
-        grid.write_json(args.json_path)
     written = grid.write_report(args.report) if args.report and grid.scores else {}
+    for row in grid.not_learned():
+        warn(
+            f"{row['method']} S={row['train']} did not learn: P(S->S) {row['accuracy']:.3f} is at most "
+            f"{100 * row['margin']:.0f} points above chance ({row['chance']:.3f}; seeds {row['seeds']}), so its "
+            "retention, drop and gains are not reported; train longer (more --epochs) or check the recipe"
+        )
+    plain_failures = is_quiet(args) or json_stdout(args)  # no tables: each failure is an error line
+    if failure is not None and plain_failures:
+        for f in failure.failures:
+            error_line(f"FAILED {f['describe']} (job {f['job']}, {f['attempts']} attempt(s)): {f['error']}")
+        error_line(
+            f"{len(grid.failed)} grid cells failed; fix the cause and rerun with --resume to run only those"
+        )
+    if json_stdout(args):
+        emit_json(args, grid.to_dict())
+        return 1 if failure is not None else 0
     from rich.markdown import Markdown
 
-    from edgefuse.cli._common import plain_console
-
-    console = plain_console()
+    console = human_console(args)
     console.print(Markdown(grid.markdown()))
     sw = grid.meta["sweep"]
     console.print(
@@ -276,7 +376,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(_regret_table(grid))
     for kind, path in written.items():
         console.print(f"  {kind}: {path}")
-    if failure is not None:
+    emit_json(args, grid.to_dict())
+    if failure is not None and not plain_failures:
         for f in failure.failures:
             console.print(
                 f"FAILED {f['describe']} (job {f['job']}, {f['attempts']} attempt(s)): {f['error']}"
@@ -284,5 +385,4 @@ def run(args: argparse.Namespace) -> int:
         console.print(
             f"{len(grid.failed)} grid cells failed; fix the cause and rerun with --resume to run only those"
         )
-        return 1
-    return 0
+    return 1 if failure is not None else 0

@@ -9,11 +9,15 @@ Every input file is untrusted: it is read through :mod:`edgefuse.trust` (regular
 reads: :data:`~edgefuse.data.audio.MAX_WAV_BYTES` for a WAV, :data:`MAX_IMAGE_BYTES` and
 :data:`MAX_IMAGE_PIXELS` for an image, :data:`MAX_NPZ_INPUT_BYTES` for an .npz, whose every array header is
 checked before anything is allocated and which is never unpickled).
+
+``--json [PATH|-]``, ``--quiet``, ``--verbose`` and ``--log PATH`` follow the CLI conventions
+(:mod:`edgefuse.cli`); ``--json`` gives the prediction.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -21,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from edgefuse.cli._common import add_pin_arg, add_runtime_threads_arg, module_available
+from edgefuse.cli._common import (
+    add_json_arg,
+    add_output_args,
+    add_pin_arg,
+    add_runtime_threads_arg,
+    examples,
+    module_available,
+)
 
 #: Largest image file ``--image`` reads (bytes).
 MAX_IMAGE_BYTES = 64 << 20
@@ -36,25 +47,68 @@ def _missing(p: Path) -> bool:
     return not os.path.lexists(p)
 
 
+DESCRIPTION = """Predict one sample with an exported artifact and print the label, its probability, \
+the top 3 and the modalities used. Needs numpy and the artifact's runtime only (no PyTorch).
+
+Give the sample as files: --wav x.wav for an audio modality trained on recordings (logmel-v1, e.g. a \
+model trained on --data av-digits) and/or --image x.png for an 8x8 image modality; or as arrays: --npz \
+inputs.npz, one array per modality name, with or without the batch dimension. A modality you do not \
+give is absent, as on a device without that sensor.
+
+--wav goes through the artifact's own audio preprocessing (the manifest's logmel-v1 parameters); \
+--image loads the PNG as grayscale in [0, 1], block-averages it to the modality's shape (8x8) and \
+applies the manifest's image parameters. Input files are untrusted: regular files only, bounded reads, \
+an .npz is never unpickled."""
+
+EPILOG = examples(
+    "# one blank 8x8 image as an .npz, fed to the quickstart artifact (its audio modality absent)",
+    "python -c \"import numpy as np; np.savez('image.npz', image=np.zeros((1, 8, 8), 'float32'))\"",
+    "edgefuse run out/quickstart/cli-x86 --npz image.npz",
+    "edgefuse run out/quickstart/cli-x86 --npz image.npz --json",
+    note="out/quickstart/cli-x86 is the artifact of the 'edgefuse export --help' examples. --wav needs an "
+    "artifact of a model trained on recordings (--data av-digits, the FSDD spoken digits).",
+)
+
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register the subcommand."""
-    p = sub.add_parser("run", help="predict one sample with an exported artifact", description=__doc__)
+    p = sub.add_parser(
+        "run",
+        help="predict one sample with an exported artifact",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
     p.add_argument("artifact", help="artifact folder (with manifest.json)")
     p.add_argument("--profile", default=None, help="device profile id or TOML path (default: the manifest's)")
     p.add_argument("--backend", default=None, help="backend name (default: from the profile)")
-    p.add_argument("--wav", default=None, help="mono 16-bit PCM WAV for the audio modality")
-    p.add_argument("--image", default=None, help="PNG for the image modality (loaded as grayscale)")
+    p.add_argument(
+        "--wav",
+        default=None,
+        help="mono 16-bit PCM WAV for an audio modality trained on recordings (logmel-v1)",
+    )
+    p.add_argument("--image", default=None, help="PNG for the 8x8 image modality (loaded as grayscale)")
     p.add_argument(
         "--npz", default=None, help=".npz of inputs keyed by modality name (with or without batch)"
     )
-    p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    add_json_arg(p, "the prediction (label, probability, top 3, modalities used, backend, notes)")
     add_runtime_threads_arg(p)
     add_pin_arg(p)
+    add_output_args(p, log="run")
     return p
 
 
 def _modality(manifest: Any, kind: str) -> dict[str, Any]:
-    """The manifest entry of the audio (``logmel-v1``) or image modality."""
+    """The manifest entry ``--wav`` (``kind="audio"``) or ``--image`` (``kind="image"``) feeds.
+
+    ``--wav`` needs a modality whose preprocessing is ``logmel-v1`` (log-mel features of a recording);
+    ``--image`` a ``digits*`` modality, or one named ``image`` with no declared preprocessing.
+
+    Raises:
+        ContractError: No such modality. The message says what the artifact's modality of that name was
+            trained on (e.g. ``synthetic-logmel`` for ``--data av-digits-synthetic-audio``), that the file
+            cannot be turned into its input, and how to give inputs instead (``--npz``, or a model trained
+            on the FSDD recordings for WAV input).
+    """
     from edgefuse.errors import ContractError
 
     mods = list(manifest.data["modalities"])
@@ -62,16 +116,47 @@ def _modality(manifest: Any, kind: str) -> dict[str, Any]:
         found = [m for m in mods if m.get("preprocessing") == "logmel-v1"]
     else:
         found = [
-            m for m in mods if m["name"] == "image" or str(m.get("preprocessing", "")).startswith("digits")
+            m
+            for m in mods
+            if str(m.get("preprocessing", "")).startswith("digits")
+            or (m["name"] == "image" and m.get("preprocessing") in (None, "", "none"))
         ]
-    if not found:
-        flag = "--wav" if kind == "audio" else "--image"
+    if found:
+        return found[0]
+    flag, file = ("--wav", "a WAV") if kind == "audio" else ("--image", "an image file")
+    wanted, what = (
+        ("logmel-v1", "log-mel features of a recording")
+        if kind == "audio"
+        else ("digits8x8-v1", "8x8 images")
+    )
+    npz = (
+        "give the inputs as arrays instead: --npz inputs.npz, an .npz keyed by modality name ("
+        + ", ".join(f"{m['name']}: {m.get('dtype', 'float32')} {tuple(m['shape'])}" for m in mods)
+        + ")"
+    )
+    same = next((m for m in mods if m["name"] == kind), None)
+    if same is None:
         raise ContractError(
-            f"{flag} was given but the artifact {manifest.root} has no {kind} modality "
-            f"({'logmel-v1 preprocessing' if kind == 'audio' else 'named image'}); it has "
-            f"{[m['name'] for m in mods]}: use --npz with those names"
+            f"{flag} was given but the artifact {manifest.root} has no {kind} modality that takes {file} "
+            f"({wanted}: {what}); its modalities are {[m['name'] for m in mods]}: {npz}"
         )
-    return found[0]
+    trained = same.get("preprocessing")
+    synthetic = str(trained).startswith("synthetic")
+    where = ""
+    if trained == "synthetic-logmel":
+        where = " (a model trained on --data av-digits-synthetic-audio)"
+    elif synthetic:
+        where = " (a model trained on --data synthetic)"
+    fix = ""
+    if kind == "audio":
+        fix = "; for WAV input, train on --data av-digits (the FSDD spoken-digit recordings) and export that model"
+        with contextlib.suppress(ContractError):
+            fix += f" (--image alone still feeds its {_modality(manifest, 'image')['name']!r} modality)"
+    raise ContractError(
+        f"{flag}: the artifact's {kind!r} modality was trained on {trained!r} inputs{where}, not on "
+        f"{wanted} ({what}), so {file} cannot be turned into its input; "
+        f"{npz}{fix}"
+    )
 
 
 def wav_input(path: str | Path, spec: dict[str, Any]) -> np.ndarray:
@@ -249,9 +334,19 @@ def _add_batch(arrays: dict[str, np.ndarray], session: Any) -> dict[str, np.ndar
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict and print label, probability, top-3, modalities used and backend."""
-    import json
+    """Predict and print label, probability, top-3, modalities used and backend.
 
+    A table (stdout) and notes; ``--json`` gives the prediction as JSON, alone on stdout (``--json``,
+    ``--json -``) or in a file with the table kept (``--json PATH``). The runtime's own output goes to the
+    ``--log`` file (:func:`edgefuse.cli._common.converter_log`).
+
+    Args:
+        args: The parsed arguments.
+
+    Returns:
+        0 (errors are raised).
+    """
+    from edgefuse.cli._common import emit_json, human_console, json_stdout, json_target
     from edgefuse.errors import ContractError
     from edgefuse.runtime import load
 
@@ -261,6 +356,7 @@ def run(args: argparse.Namespace) -> int:
         raise ContractError("no input: give --wav x.wav and/or --image x.png, or --npz inputs.npz")
     if not Path(args.artifact).is_dir():
         raise ContractError(f"{args.artifact}: no such artifact folder (it must hold manifest.json)")
+    json_target(args, protect=(("the artifact folder", args.artifact),))
     notes: list[str] = []
     arrays = read_npz(args.npz) if args.npz else None  # refused before the artifact is loaded
     with load(
@@ -293,12 +389,10 @@ def run(args: argparse.Namespace) -> int:
         "backend": pred.backend,
         "notes": notes,
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
+    if json_stdout(args):
+        emit_json(args, result)
         return 0
     from rich.table import Table
-
-    from edgefuse.cli._common import plain_console
 
     table = Table(
         title=f"{result['label']} (p={result['probability']:.3f}) from {', '.join(result['modalities'])} "
@@ -309,8 +403,9 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("probability", justify="right")
     for rank, item in enumerate(result["top3"], 1):
         table.add_row(str(rank), item["label"], f"{item['probability']:.4f}")
-    console = plain_console()
+    console = human_console(args)
     console.print(table)
     for text in notes:
         console.print(f"note: {text}", highlight=False)
+    emit_json(args, result)
     return 0

@@ -12,6 +12,9 @@ never torch or onnx. A checkpoint folder is checked on PyTorch instead (``edgefu
 Exit status: 0 when every case that ran passed (and at least one ran), 1 when a case failed or none could
 run, 2 on bad input (no such folder, a modified or invalid artifact, an unknown profile or backend, a
 backend that is not installed).
+
+``--json [PATH|-]``, ``--quiet``, ``--verbose`` and ``--log PATH`` follow the CLI conventions
+(:mod:`edgefuse.cli`); ``--json`` gives the report, and with ``--quiet`` a failure is one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -19,7 +22,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgefuse.cli._common import add_pin_arg, add_runtime_threads_arg
+from edgefuse.cli._common import add_json_arg, add_output_args, add_pin_arg, add_runtime_threads_arg, examples
+
+DESCRIPTION = """Check an exported artifact on this device: run its bundled reference cases (inputs \
+for each presence pattern and the logits PyTorch gave at export) through the runtime and compare.
+
+A case passes when |logits - reference| <= atol + rtol * |reference| everywhere, with the tolerance the \
+manifest records. The artifact is loaded as 'edgefuse run' loads it (same --profile, --backend, \
+--threads, --manifest-sha256); a case that needs a modality the --profile has no sensor for is skipped \
+with the reason. Needs numpy and the artifact's runtime (edgefuse[onnxruntime] or edgefuse[litert]), \
+never PyTorch; a checkpoint folder is checked on PyTorch instead (edgefuse[train]).
+
+Exit status: 0 when every case that ran passed (and at least one ran), 1 when a case failed or none \
+could run, 2 on bad input (no such folder, a modified or invalid artifact, an unknown profile or \
+backend, a backend that is not installed)."""
+
+EPILOG = examples(
+    "# the quickstart artifact (from the 'edgefuse export --help' examples), on this machine",
+    "edgefuse verify out/quickstart/cli-x86",
+    "# with one thread, as a small device would run it, and a JSON report",
+    "edgefuse verify out/quickstart/cli-x86 --threads 1 --json",
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -27,15 +50,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "verify",
         help="check an artifact against its bundled reference outputs on this device",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
+        epilog=EPILOG,
     )
     p.add_argument("artifact", help="artifact folder (with manifest.json and reference.npz)")
     p.add_argument("--profile", default=None, help="device profile id or TOML path (default: the manifest's)")
     p.add_argument("--backend", default=None, help="backend name (default: from the profile)")
     add_runtime_threads_arg(p)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_json_arg(p, "the report (every case with its errors and tolerance, profile, threads, notes)")
     add_pin_arg(p)
+    add_output_args(p, log="verify")
     return p
 
 
@@ -48,16 +72,28 @@ def _number(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Verify and print one row per reference case (or JSON); 0 all passed, 1 a case failed."""
-    import json
+    """Verify and print one row per reference case (or JSON); 0 all passed, 1 a case failed.
+
+    ``--json`` gives the report alone on stdout (``--json``, ``--json -``) or in a file with the table
+    kept (``--json PATH``); the exit status is the same. With ``--quiet`` a failure is one ``error:`` line
+    on stderr.
+
+    Args:
+        args: The parsed arguments.
+
+    Returns:
+        0 when every case that ran passed (and one ran), else 1.
+    """
     import warnings
     from pathlib import Path
 
+    from edgefuse.cli._common import emit_json, error_line, human_console, is_quiet, json_stdout, json_target
     from edgefuse.errors import ContractError
     from edgefuse.runtime import load
 
     if not Path(args.artifact).is_dir():
         raise ContractError(f"{args.artifact}: no such artifact folder (it must hold manifest.json)")
+    json_target(args, protect=(("the artifact folder", args.artifact),))
     with warnings.catch_warnings():
         # a backend fallback or an unknown manifest profile: kept in session.notes, printed below once
         warnings.simplefilter("ignore", UserWarning)
@@ -75,16 +111,19 @@ def run(args: argparse.Namespace) -> int:
     failed = report.failures()
     if not ran:
         notes.append("no reference case could run in this session")
-    if args.json:
-        print(
-            json.dumps({**report.to_dict(), "profile": profile, "threads": threads, "notes": notes}, indent=2)
+    document = {**report.to_dict(), "profile": profile, "threads": threads, "notes": notes}
+    if is_quiet(args) and not report.passed:
+        error_line(
+            f"verify {report.artifact}: {len(failed)} of {len(report.checks)} case(s) failed"
+            + ("" if ran else "; no reference case could run in this session")
+            + f" on {report.backend}; exit status 1"
         )
+    if json_stdout(args):
+        emit_json(args, document)
         return 0 if report.passed else 1
 
     from rich.table import Table
     from rich.text import Text
-
-    from edgefuse.cli._common import plain_console
 
     verdict = "passed" if report.passed else "FAILED"
     table = Table(
@@ -112,9 +151,10 @@ def run(args: argparse.Namespace) -> int:
             f"atol {c.atol:g} + rtol {c.rtol:g}·|ref|",
             c.note or "",
         )
-    console = plain_console()
+    console = human_console(args)
     console.print(f"verify {report.artifact} (profile {profile or 'none'})", soft_wrap=True)
     console.print(table)
     for text in notes:
         console.print(f"note: {text}", soft_wrap=True)
+    emit_json(args, document)
     return 0 if report.passed else 1

@@ -111,8 +111,14 @@ def test_a_parity_failure_fails_the_demo_and_the_report_is_written(
     assert accuracy["nvidia/jetson-orin-nano"]["backend"] == "onnxruntime"
 
     # The same folder once the export passes: exit 0, the unavailable TensorRT does not fail the demo.
-    assert main(["demo", "--out", str(out), *ARGS]) == 0
+    # --json PATH writes the same report (plus the paths of the written files); the converters' output
+    # went to OUT/demo.log.
+    assert main(["demo", "--out", str(out), *ARGS, "--json", str(tmp_path / "demo.json")]) == 0
     again = json.loads((out / "report.json").read_text())
+    document = json.loads((tmp_path / "demo.json").read_text())
+    assert document.pop("paths") == {"json": str(out / "report.json"), "html": str(out / "report.html")}
+    assert document == again
+    assert (out / "demo.log").is_file()
     assert again["reused_models"] is True
     assert again["failed_exports"] == []
     assert _statuses(again)[FAILING] == "ok"

@@ -99,8 +99,12 @@ def test_eval_errors(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["eval", str(tmp_path / "missing"), *SYN]) == 2
     assert "no such artifact folder" in _err(capsys)
 
-    assert main(["eval", str(ckpt), *SYN, "--json", str(tmp_path)]) == 2
-    assert "is a folder" in _err(capsys)
+    with pytest.raises(SystemExit) as refused:  # a folder is refused while the arguments are parsed
+        main(["eval", str(ckpt), *SYN, "--json", str(tmp_path)])
+    assert refused.value.code == 2
+    assert "argument --json:" in _err(capsys)
+    assert main(["eval", str(ckpt), *SYN, "--json", str(ckpt / "r.json")]) == 2
+    assert "is inside the artifact folder" in _err(capsys)
 
     digits = _checkpoint(
         tmp_path / "digits", [("image", SYNTHETIC_SHAPES["image"])], [f"digit{i}" for i in range(10)]

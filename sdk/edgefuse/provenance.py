@@ -53,6 +53,7 @@ CODE_PATH: tuple[str, ...] = (
     "sdk/edgefuse/degraded.py",
     "sdk/edgefuse/executors.py",
     "sdk/edgefuse/grid_corruptions.py",
+    "sdk/edgefuse/grid_report.py",
     "sdk/edgefuse/interventions.py",
     "sdk/edgefuse/jobs.py",
     "sdk/edgefuse/modality_sets.py",

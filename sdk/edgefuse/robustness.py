@@ -377,153 +377,16 @@ class GridResult:
         return path
 
     def markdown(self) -> str:
-        """A Markdown report: the accuracy matrix per method, then the metrics per cell."""
-        lines = [
-            f"Top-1 accuracy P(S→T) on the {self.split} split, "
-            + (
-                f"mean ± std over seeds {self.seeds}. "
-                if len(self.seeds) > 1
-                else f"one seed ({self.seeds[0]}): no spread. "
-            )
-            + "Scenario in brackets: same / missing / added / transfer. Metric definitions: docs/metrics.md."
-            + (f" Chance level {self.chance:.3f}." if self.chance is not None else ""),
-            "",
-        ]
-        for row in self.not_learned():
-            lines += [
-                f"**Warning: {row['method']} S={row['train']} did not learn**: P(S→S) {row['accuracy']:.3f} is at most "
-                f"{100 * CHANCE_MARGIN:.0f} points above chance ({row['chance']:.3f}); its retention, drop and gains are "
-                "not reported. Train longer (more epochs) or check the recipe.",
-                "",
-            ]
-        for method in self.methods:
-            rows = [s for s in self.train_sets if self._seeds_for(method, s)]
-            lines += [
-                f"### {method}",
-                "",
-                "| train S \\ test T | " + " | ".join(map(format_set, self.test_sets)) + " |",
-            ]
-            lines.append("|---|" + "---|" * len(self.test_sets))
-            for s in rows:
-                cells = []
-                for t in self.test_sets:
-                    c = self.cell(method, s, t)
-                    cells.append(f"{_pm(c['accuracy'], sign=False)} ({c['scenario']})")
-                lines.append(f"| {format_set(s)} | " + " | ".join(cells) + " |")
-            lines += [
-                "",
-                "| S | T | scenario | retention | drop | gap to specialist | added gain |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            for s in rows:
-                for t in self.test_sets:
-                    if t == s:
-                        continue
-                    c = self.cell(method, s, t)
-                    if not c["learned"]:
-                        lines.append(
-                            f"| {format_set(s)} | {format_set(t)} | {c['scenario']} | did not learn | – | – | – |"
-                        )
-                        continue
-                    lines.append(
-                        f"| {format_set(s)} | {format_set(t)} | {c['scenario']} | {_pm(c['retention'], sign=False)} | {_pm(c['drop'])} | "
-                        f"{_pm(c['gap_to_specialist'])} | {_pm(c['added_gain'])} |"
-                    )
-            mr = [(s, self.mean_retention(method, s)) for s in rows]
-            mr = [(s, v) for s, v in mr if v is not None]
-            if mr:
-                lines += [
-                    "",
-                    "Mean retention: " + "; ".join(f"{format_set(s)}: {_pm(v, sign=False)}" for s, v in mr),
-                ]
-            lines.append("")
-        imp = self.all_improvements()
-        if imp:
-            lines += [
-                "### Interventions against their baseline",
-                "",
-                "| intervention | S | T | scenario | baseline | intervention | factor | verdict | Δ full-modality accuracy |",
-                "|---|---|---|---|---|---|---|---|---|",
-            ]
-            for r in imp:
-                f = "–" if r["factor"] is None else f"{r['factor']:.2f}x"
-                lines.append(
-                    f"| {r['intervention']} | {r['train']} | {r['test']} | {r['scenario']} ({r['metric']}) | "
-                    f"{_pm(r['baseline_value'])} | {_pm(r['intervention_value'])} | {f} | {r['verdict']} | "
-                    f"{_pm(r['full_accuracy_change'])} |"
-                )
-            lines.append("")
-        if self.corruption is not None:
-            lines += [self.corruption.markdown(), ""]
-        return "\n".join(lines + self._sweep_lines())
+        """A Markdown report: the accuracy matrix per method, then the metrics per cell (:mod:`edgefuse.grid_report`)."""
+        from edgefuse.grid_report import grid_markdown
 
-    def _sweep_lines(self) -> list[str]:
-        """How the jobs ran (``meta["sweep"]``) and the failed cells, if any."""
-        sw = self.meta.get("sweep")
-        lines = []
-        if sw:
-            lines += [
-                f"Sweep: executor {sw['executor']}, workers {sw['workers']}, threads {sw['threads']}; "
-                f"{sw['jobs']} jobs: {sw['ran']} run, {sw['reused']} reused, {sw['retries']} retried, "
-                f"{sw['failed']} failed; {sw['wall_s']:.1f} s wall time.",
-                "",
-            ]
-        if self.failed:
-            lines += ["### Failed cells", "", "| method | S | seed | job | error |", "|---|---|---|---|---|"]
-            for f in self.failed:
-                error = str(f.get("error") or "").replace("|", "\\|").replace("\n", " ")[:300]
-                lines.append(f"| {f['method']} | {f['train']} | {f['seed']} | {f.get('job')} | {error} |")
-            lines.append("")
-        return lines
+        return grid_markdown(self)
 
     def heatmap(self, path: str | Path) -> Path:
         """Save a heatmap PNG of mean ``P(S→T)`` (one panel per method), cells labelled with the scenario."""
-        from edgefuse.plots import pyplot, save_figure
+        from edgefuse.grid_report import grid_heatmap
 
-        plt = pyplot()
-        import numpy as np
-
-        methods = self.methods
-        tests = self.test_sets
-        ncols = min(len(methods), 5)
-        nrows = -(-len(methods) // ncols)
-        fig, axes = plt.subplots(
-            nrows,
-            ncols,
-            figsize=(1.0 + 1.5 * len(tests) * ncols, 0.9 + (0.7 * len(self.train_sets) + 1.3) * nrows),
-            squeeze=False,
-            constrained_layout=True,
-        )
-        for k, ax in enumerate(axes.flat):
-            if k >= len(methods):
-                ax.set_visible(False)
-                continue
-            method = methods[k]
-            rows = [s for s in self.train_sets if self._seeds_for(method, s)]
-            grid = np.array([[self.cell(method, s, t)["accuracy"]["mean"] for t in tests] for s in rows])
-            im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis")
-            ax.set_xticks(range(len(tests)), [format_set(t) for t in tests], rotation=30, ha="right")
-            ax.set_yticks(range(len(rows)), [format_set(s) for s in rows] if k % ncols == 0 else [])
-            if k // ncols == nrows - 1:
-                ax.set_xlabel("test modalities T")
-            if k % ncols == 0:
-                ax.set_ylabel("train modalities S")
-            ax.set_title(method, fontsize=10)
-            for i, s in enumerate(rows):
-                for j, t in enumerate(tests):
-                    color = "black" if grid[i, j] > 0.6 else "white"
-                    ax.text(
-                        j,
-                        i,
-                        f"{grid[i, j]:.2f}\n{scenario(s, t)}",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        color=color,
-                    )
-        fig.colorbar(im, ax=axes, shrink=0.6, label="top-1 accuracy")
-        fig.suptitle(f"P(S→T) on the {self.split} split, mean over {len(self.seeds)} seed(s)")
-        return save_figure(fig, path)
+        return grid_heatmap(self, path)
 
     def write_report(self, folder: str | Path) -> dict[str, Path]:
         """Write ``grid.json``, ``grid.md``, ``heatmap.png`` and, with corruptions, ``corruption.png``."""
@@ -566,14 +429,6 @@ def _factor(kind: str, base: Mapping[str, float], var: Mapping[str, float]) -> d
         return {"factor": None, "verdict": verdict}
     f = var["mean"] / base["mean"]
     return {"factor": f, "verdict": f"gain {f:.2f}x the baseline's"}
-
-
-def _pm(v: Mapping[str, float] | None, sign: bool = True) -> str:
-    """``mean ± std``; the mean alone for one seed (a spread of one value is not 0, it is unknown)."""
-    if v is None:
-        return "–"
-    mean = f"{v['mean']:{'+' if sign else ''}.3f}"
-    return mean if v.get("n", 2) < 2 else f"{mean} ± {v['std']:.3f}"
 
 
 def evaluate_grid(

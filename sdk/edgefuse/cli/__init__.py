@@ -13,7 +13,7 @@ On a device with only a runtime extra (``edgefuse[onnxruntime]`` or ``edgefuse[l
 ``ModuleNotFoundError`` for a module of :data:`~edgefuse.cli._common.EXTRAS`) is reported the same way:
 one line, exit 2, no traceback.
 
-CLI conventions (every command; the helpers are in :mod:`edgefuse.cli._common`):
+CLI conventions (every command; the helpers are in :mod:`edgefuse.cli._output`):
 
 * ``--json [PATH|-]`` on every command that produces a result (train, eval, robustness, wise-ft, export,
   verify, run, bench, demo, profiles list/show/validate/calibrate-host): ``--json`` alone or ``--json -``
@@ -85,7 +85,7 @@ class _Parser(argparse.ArgumentParser):
     """Every ``edgefuse`` parser: one help formatter, "did you mean" for commands, choices and options."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from edgefuse.cli._common import HelpFormatter
+        from edgefuse.cli._help import HelpFormatter
 
         kwargs["formatter_class"] = HelpFormatter
         super().__init__(*args, **kwargs)
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         The configured :class:`argparse.ArgumentParser`.
     """
     from edgefuse import __version__
-    from edgefuse.cli._common import add_output_args
+    from edgefuse.cli._output import add_output_args
 
     parser = _Parser(
         prog="edgefuse",
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module = importlib.import_module(args._module)
     handler = getattr(args, "_handler", None) or module.run
-    from edgefuse.cli._common import command_output
+    from edgefuse.cli._output import command_output
 
     try:
         # the converter log (if the command has one) is closed, and stderr restored, before an error prints
@@ -218,6 +218,6 @@ def _print_error(message: str) -> None:
     """``error: MESSAGE`` on stderr, on one line (paths stay copyable; the terminal wraps)."""
     from rich.text import Text
 
-    from edgefuse.cli._common import plain_console
+    from edgefuse.cli._terminal import plain_console
 
     plain_console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {message}"), soft_wrap=True)

@@ -17,16 +17,15 @@ from typing import Any
 
 from edgefuse.cli._common import (
     MAX_COUNT,
-    add_json_arg,
-    add_output_args,
     add_pin_arg,
     add_runtime_threads_arg,
     check_out_path,
     check_pin,
-    examples,
     int_in,
-    plain_console,
 )
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import add_json_arg, add_output_args
+from edgefuse.cli._terminal import plain_console
 
 DESCRIPTION = """Benchmark latency, throughput and memory per backend and presence pattern, with a \
 roofline estimate of the profile's device: for an artifact folder, a checkpoint folder, or a plain \
@@ -199,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgefuse.bench import bench_artifact, bench_checkpoint, bench_model
     from edgefuse.bench.report import columns, definitions, notes, save_report, table_rows
-    from edgefuse.cli._common import (
+    from edgefuse.cli._output import (
         emit_json,
         human_console,
         is_quiet,

@@ -21,16 +21,15 @@ from typing import Any
 from edgefuse.cli._common import (
     MAX_COUNT,
     MAX_SEED,
-    add_json_arg,
-    add_output_args,
     check_out_path,
     epochs_int,
-    examples,
     int_in,
-    plain_console,
     require_extra,
     seed_int,
 )
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import add_json_arg, add_output_args
+from edgefuse.cli._terminal import plain_console
 
 DESCRIPTION = """The whole story end to end on AV-digits: train the supervised baseline and the \
 robustness interventions (modality dropout, MASD), keep the best on validation, measure accuracy with \
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     The progress display and EdgeFuse's warnings and errors stay on the terminal's stderr while the
     converters' C++ and Python output goes to ``OUT/demo.log`` (``--log``;
-    :func:`edgefuse.cli._common.converter_log`). ``--json`` gives the report (``OUT/report.json`` plus
+    :func:`edgefuse.cli._output.converter_log`). ``--json`` gives the report (``OUT/report.json`` plus
     ``paths``) alone on stdout (``--json``, ``--json -``: no tables, no progress) or in a file (``--json
     PATH``, the tables kept). ``--quiet``: no progress and no tables; failed exports are still ``error:``
     lines on stderr.
@@ -118,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0, or 1 when an export failed.
     """
-    from edgefuse.cli._common import (
+    from edgefuse.cli._output import (
         converter_log,
         emit_json,
         human_console,

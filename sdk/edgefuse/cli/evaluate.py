@@ -23,15 +23,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edgefuse.cli._common import (
-    add_data_args,
-    add_json_arg,
-    add_output_args,
-    add_pin_arg,
-    add_runtime_threads_arg,
-    examples,
-    int_in,
-)
+from edgefuse.cli._common import add_data_args, add_pin_arg, add_runtime_threads_arg, int_in
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import add_json_arg, add_output_args
 
 #: Rows per ``Session.predict`` call.
 BATCH_ROWS = 256
@@ -149,17 +143,9 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from edgefuse.chance import CHANCE_MARGIN, chance_accuracy, near_chance, not_learned_message
-    from edgefuse.cli._common import (
-        TERMINAL_STDERR,
-        emit_json,
-        human_console,
-        json_stdout,
-        json_target,
-        load_data,
-        progress_callback,
-        show_progress,
-        warn,
-    )
+    from edgefuse.cli._common import load_data, progress_callback
+    from edgefuse.cli._output import emit_json, human_console, json_stdout, json_target, show_progress, warn
+    from edgefuse.cli._terminal import TERMINAL_STDERR
     from edgefuse.errors import ContractError
     from edgefuse.modality_sets import format_set, subsets
     from edgefuse.runtime import load

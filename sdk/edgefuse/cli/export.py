@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgefuse.cli._common import add_json_arg, add_output_args, examples
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import add_json_arg, add_output_args
 
 DESCRIPTION = """Export a checkpoint for a device profile: convert it to the formats the profile's \
 backends run (ONNX, TFLite, Core ML, TensorRT), check each converted graph against PyTorch on every \
@@ -134,20 +135,13 @@ def run(args: argparse.Namespace) -> int:
     Output: the choices (stderr), a table (stdout), failures (stderr). ``--json`` gives the report
     (``profile``, ``modalities``, ``patterns``, ``choices``, ``results``): with ``--json``/``--json -`` on
     stdout alone (the choices and the table are skipped), with ``--json PATH`` in a file as well. The
-    converters' own output goes to the ``--log`` file (see :func:`edgefuse.cli._common.converter_log`).
+    converters' own output goes to the ``--log`` file (see :func:`edgefuse.cli._output.converter_log`).
     """
     from contextlib import nullcontext
 
-    from edgefuse.cli._common import (
-        check_out_path,
-        emit_json,
-        human_console,
-        json_stdout,
-        json_target,
-        plain_console,
-        require_extra,
-        show_progress,
-    )
+    from edgefuse.cli._common import check_out_path, require_extra
+    from edgefuse.cli._output import emit_json, human_console, json_stdout, json_target, show_progress
+    from edgefuse.cli._terminal import plain_console
 
     # tracing a checkpoint needs torch; a format whose converter is missing is reported per format below
     require_extra("export", "export")
@@ -338,7 +332,7 @@ def _summary(report: Any, allow_unavailable: bool = False) -> None:
     """Name each failed and unavailable format on stderr, below the table (whatever its width)."""
     from rich.text import Text
 
-    from edgefuse.cli._common import plain_console
+    from edgefuse.cli._terminal import plain_console
 
     err = plain_console(stderr=True)
     unavailable = [r for r in report.results if r.status == "unavailable"]

@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     Returns:
         The ``profiles`` parser.
     """
-    from edgefuse.cli._common import add_json_arg, add_output_args, examples
+    from edgefuse.cli._help import examples
+    from edgefuse.cli._output import add_json_arg, add_output_args
 
     parser = subparsers.add_parser(
         "profiles",
@@ -158,7 +159,8 @@ def _int_in(low: int, high: int) -> Any:
 def _run_calibrate(args: argparse.Namespace) -> int:
 
     from edgefuse.bench.host import DEFAULT_HOST_ID, calibrate_host, host_profile_toml
-    from edgefuse.cli._common import check_out_path, emit_json, json_stdout, json_target, show_progress
+    from edgefuse.cli._common import check_out_path
+    from edgefuse.cli._output import emit_json, json_stdout, json_target, show_progress
     from edgefuse.errors import ContractError
     from edgefuse.outputs import write_file
     from edgefuse.profiles import load_profile_file
@@ -171,7 +173,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ContractError(f"--out {out} is a folder; give a .toml file path")
     json_target(args)
-    from edgefuse.cli._common import plain_console
+    from edgefuse.cli._terminal import plain_console
 
     if show_progress(args):
         plain_console(stderr=True).print(
@@ -212,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_json(args: argparse.Namespace, data: Any) -> bool:
     """Write ``data`` where ``--json`` says; True when it went to stdout (then nothing else is printed)."""
-    from edgefuse.cli._common import emit_json, json_stdout
+    from edgefuse.cli._output import emit_json, json_stdout
 
     if json_stdout(args):
         emit_json(args, data)
@@ -225,7 +227,8 @@ def _console(args: argparse.Namespace | None = None) -> Console:
 
     With ``--quiet`` it prints nothing (and with ``--json -`` it prints on stderr).
     """
-    from edgefuse.cli._common import human_console, is_quiet, json_stdout, plain_console
+    from edgefuse.cli._output import human_console, is_quiet, json_stdout
+    from edgefuse.cli._terminal import plain_console
 
     if args is not None and (is_quiet(args) or json_stdout(args)):
         return human_console(args)
@@ -246,7 +249,7 @@ def _fmt_sensors(profile: DeviceProfile) -> str:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from edgefuse.cli._common import emit_json
+    from edgefuse.cli._output import emit_json
     from edgefuse.profiles import list_profiles
 
     profiles = list_profiles(args.path)
@@ -286,7 +289,7 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    from edgefuse.cli._common import emit_json
+    from edgefuse.cli._output import emit_json
     from edgefuse.profiles import PRECISIONS, get_profile
 
     profile = get_profile(args.profile, args.path)
@@ -347,7 +350,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from edgefuse.cli._common import emit_json, error_line, is_quiet, json_target
+    from edgefuse.cli._output import emit_json, error_line, is_quiet, json_target
     from edgefuse.profiles import DeviceProfile, validate_paths
 
     json_target(args)

@@ -30,12 +30,9 @@ from typing import Any
 from edgefuse.cli._common import (
     MAX_SEEDS,
     add_data_args,
-    add_json_arg,
-    add_output_args,
     alphas_arg,
     check_out_path,
     epochs_int,
-    examples,
     load_data,
     nonneg_float,
     nonneg_int,
@@ -45,6 +42,8 @@ from edgefuse.cli._common import (
     seed_int,
     seeds_arg,
 )
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import add_json_arg, add_output_args
 from edgefuse.cli.train import add_factory_args, factory_from_args
 
 DESCRIPTION = """Train a grid of models and measure P(S→T): the accuracy of a model trained with the \
@@ -265,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from warnings import catch_warnings, simplefilter
 
-    from edgefuse.cli._common import (
+    from edgefuse.cli._output import (
         emit_json,
         error_line,
         human_console,

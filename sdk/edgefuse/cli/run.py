@@ -25,14 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from edgefuse.cli._common import (
-    add_json_arg,
-    add_output_args,
-    add_pin_arg,
-    add_runtime_threads_arg,
-    examples,
-    module_available,
-)
+from edgefuse.cli._common import add_pin_arg, add_runtime_threads_arg, module_available
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import add_json_arg, add_output_args
 
 #: Largest image file ``--image`` reads (bytes).
 MAX_IMAGE_BYTES = 64 << 20
@@ -338,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
 
     A table (stdout) and notes; ``--json`` gives the prediction as JSON, alone on stdout (``--json``,
     ``--json -``) or in a file with the table kept (``--json PATH``). The runtime's own output goes to the
-    ``--log`` file (:func:`edgefuse.cli._common.converter_log`).
+    ``--log`` file (:func:`edgefuse.cli._output.converter_log`).
 
     Args:
         args: The parsed arguments.
@@ -346,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 (errors are raised).
     """
-    from edgefuse.cli._common import emit_json, human_console, json_stdout, json_target
+    from edgefuse.cli._output import emit_json, human_console, json_stdout, json_target
     from edgefuse.errors import ContractError
     from edgefuse.runtime import load
 

@@ -21,15 +21,8 @@ from typing import Any
 from edgefuse.cli._common import (
     MAX_SEED,
     add_data_args,
-    add_json_arg,
-    add_output_args,
     check_out_path,
-    emit_json,
     epochs_int,
-    examples,
-    human_console,
-    json_stdout,
-    json_target,
     load_data,
     param_arg,
     parse_params,
@@ -38,6 +31,15 @@ from edgefuse.cli._common import (
     progress_callback,
     require_extra,
     seed_int,
+)
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import (
+    add_json_arg,
+    add_output_args,
+    emit_json,
+    human_console,
+    json_stdout,
+    json_target,
     show_progress,
     warn,
 )

@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgefuse.cli._common import add_json_arg, add_output_args, add_pin_arg, add_runtime_threads_arg, examples
+from edgefuse.cli._common import add_pin_arg, add_runtime_threads_arg
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import add_json_arg, add_output_args
 
 DESCRIPTION = """Check an exported artifact on this device: run its bundled reference cases (inputs \
 for each presence pattern and the logits PyTorch gave at export) through the runtime and compare.
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
-    from edgefuse.cli._common import emit_json, error_line, human_console, is_quiet, json_stdout, json_target
+    from edgefuse.cli._output import emit_json, error_line, human_console, is_quiet, json_stdout, json_target
     from edgefuse.errors import ContractError
     from edgefuse.runtime import load
 

@@ -12,15 +12,14 @@ from typing import Any
 
 from edgefuse.cli._common import (
     add_data_args,
-    add_json_arg,
-    add_output_args,
     alphas_arg,
     check_out_path,
-    examples,
     load_data,
     probability,
     require_extra,
 )
+from edgefuse.cli._help import examples
+from edgefuse.cli._output import add_json_arg, add_output_args
 
 DESCRIPTION = """WiSE-FT: interpolate the weights of two checkpoints of the same model, \
 theta = (1 - alpha) theta0 + alpha theta1, for each alpha of --alphas, and write the one chosen on the \
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 (errors are raised).
     """
-    from edgefuse.cli._common import emit_json, human_console, json_stdout, json_target, warn
+    from edgefuse.cli._output import emit_json, human_console, json_stdout, json_target, warn
     from edgefuse.errors import CheckpointError
     from edgefuse.outputs import CHECKPOINT, check_output
 

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 from edgefuse.cli import SUBCOMMANDS, build_parser, main
-from edgefuse.cli._common import HelpFormatter, _shows_default, strip_markup
+from edgefuse.cli._help import HelpFormatter, _shows_default, strip_markup
 
 #: The flags every training example uses, so that it needs no download.
 NO_DOWNLOAD = "--data av-digits-synthetic-audio --degrade-image 4"

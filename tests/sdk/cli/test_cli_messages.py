@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from edgefuse.cli import cli_wording, main
-from edgefuse.cli._common import PIPED_WIDTH
+from edgefuse.cli._terminal import PIPED_WIDTH
 
 SYN = ["--data", "synthetic"]
 BOX = "│┃┏┡└┗╇━┳┻"

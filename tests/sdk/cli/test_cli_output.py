@@ -328,7 +328,8 @@ def test_verbose_writes_no_log_and_log_picks_the_file(exported: SimpleNamespace,
 _CHATTY = """
 import argparse, logging, os, sys, warnings
 from edgefuse.chance import NearChanceWarning
-from edgefuse.cli._common import command_output, emit_json, plain_console
+from edgefuse.cli._output import command_output, emit_json
+from edgefuse.cli._terminal import plain_console
 
 args = argparse.Namespace(quiet=False, verbose={verbose}, log={log!r}, json={json!r},
                           _converter_log="export", _python_stderr="log")

@@ -510,8 +510,7 @@ def _train(
     chance = chance_accuracy(val_split.labels)
     metrics = {"val_accuracy": best_acc, "chance": chance, "train_seconds": time.perf_counter() - t0}
     if near_chance(best_acc, chance):
-        s = "+".join(order)
-        warnings.warn(
-            NearChanceWarning(not_learned_message(f"{config.method} S={s}", best_acc, chance)), stacklevel=3
-        )
+        label = config.method if config.intervention == "none" else f"{config.method}+{config.intervention}"
+        what = f"{label} S={'+'.join(order)} (seed {config.seed})"
+        warnings.warn(NearChanceWarning(not_learned_message(what, best_acc, chance)), stacklevel=3)
     return TrainResult(model=model, config=config, history=history, metrics=metrics)

@@ -110,14 +110,16 @@ class _Parser(argparse.ArgumentParser):
             raise argparse.ArgumentError(action, f"{exc.message}{did_you_mean(str(value), names)}") from None
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        from edgefuse.errors import did_you_mean
+        from edgefuse.errors import closest_match
 
         ns, extras = self.parse_known_args(args, namespace)
         if extras:
             parser = self._innermost(ns)  # "edgefuse train: error: ...", with train's usage
             options = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
             first = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), None)
-            hint = did_you_mean(first, options) if first else ""
+            # compared without the dashes: "--out" is not close to "--quiet" just because both start "--"
+            near = closest_match(first.lstrip("-"), [o[2:] for o in options]) if first else None
+            hint = f" (did you mean '--{near}'?)" if near else ""
             parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
         return ns
 

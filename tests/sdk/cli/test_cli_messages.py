@@ -74,6 +74,10 @@ def test_mistyped_option_names_the_closest_option_of_that_command(
     err = _usage_error(["train", "--out", str(tmp_path / "x"), "--zzzzzz=1"], capsys)
     assert "unrecognized arguments: --zzzzzz=1" in err
     assert "did you mean" not in err
+    # the shared "--" is not similarity: robustness has no --out, and --quiet is not a near miss of it
+    err = _usage_error(["robustness", "--out", str(tmp_path / "x")], capsys)
+    assert "unrecognized arguments: --out" in err
+    assert "did you mean" not in err
 
 
 def test_mistyped_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,7 +96,7 @@ def exported(trained: SimpleNamespace) -> SimpleNamespace:
 def test_train_at_chance_warns_and_its_json_says_not_learned(trained: SimpleNamespace) -> None:
     run = trained.chance
     assert run.code == 0
-    assert "warning: supervised S=audio+image did not learn: validation accuracy" in run.err
+    assert "warning: supervised+moddrop S=audio+image (seed 0) did not learn: validation accuracy" in run.err
     summary = json.loads((trained.root / "c.json").read_text())
     assert summary["learned"] is False
     assert summary["chance"] == pytest.approx(summary["metrics"]["chance"])

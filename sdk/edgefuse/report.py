@@ -415,7 +415,7 @@ def _cards_view(report: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"value": v, "key": fmt_value(k)} for v, k in cards]
 
 
-def _export_status(e: Mapping[str, Any]) -> tuple[str, str]:
+def export_status(e: Mapping[str, Any]) -> tuple[str, str]:
     """Status text and tone of an export; converted but never run here (no parity check) is not ``ok``."""
     status = str(e["status"])
     if status == "ok" and not e.get("int8_accuracy") and e.get("parity_passed") is None:
@@ -436,7 +436,7 @@ def _summary_view(report: Mapping[str, Any]) -> dict[str, Any]:
         exps = [e for e in report["exports"] if e["profile"] == p["id"]]
         lines = []
         for e in exps:
-            text, tone = _export_status(e)
+            text, tone = export_status(e)
             lines.append({"text": f"{e['format']} {e['precision']}: {text}", "tone": tone})
         parity = [e["parity_max_abs_logits"] for e in exps if e.get("parity_max_abs_logits") is not None]
         first = b["results"][0] if b.get("results") else {}
@@ -583,7 +583,7 @@ def _parity_cell(e: Mapping[str, Any]) -> dict[str, Any]:
 def _exports_view(report: Mapping[str, Any]) -> dict[str, Any]:
     rows = []
     for e in report["exports"]:
-        text, tone = _export_status(e)
+        text, tone = export_status(e)
         size = e.get("size_bytes")
         rows.append(
             [

@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         json_stdout,
         json_target,
         show_progress,
+        warn,
     )
     from edgefuse.demo import claim_demo_folder
 
@@ -138,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from edgefuse.demo import STEPS, DemoConfig, run_demo
+    from edgefuse.report import export_status
 
     cfg = DemoConfig(
         out=Path(args.out),
@@ -185,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
         report = run_demo(cfg, say=say, advance=advance)
 
+    for message in report.get("warnings") or []:  # e.g. a model at chance: shown even with --quiet
+        warn(str(message))
     if json_stdout(args):
         emit_json(args, report)
         return _failed_exports(report)
@@ -207,8 +211,10 @@ def run(args: argparse.Namespace) -> int:
         s.add_column(col, justify="left" if col in ("profile", "exports", "backend here") else "right")
     for prof in report["profiles"]:
         pid = prof["id"]
-        exps = ", ".join(
-            f"{e['format']} {e['precision']}:{e['status']}" for e in report["exports"] if e["profile"] == pid
+        exps = ", ".join(  # the report's status: Core ML converted but not run here is not "ok"
+            f"{e['format']} {e['precision']}: {export_status(e)[0]}"
+            for e in report["exports"]
+            if e["profile"] == pid
         )
         b = bench.get(pid, {})
         first = b.get("results", [{}])[0] if b.get("results") else {}

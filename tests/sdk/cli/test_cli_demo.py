@@ -102,6 +102,10 @@ def test_a_parity_failure_fails_the_demo_and_the_report_is_written(
     ]
     err = " ".join(capsys.readouterr().err.split())
     assert "error: generic/x86-64 onnx (fp32) export failed: ParityError: onnx (fp32) export for" in err
+    # 1 epoch on 40 rows: the report's chance-level warnings reach the terminal, one line each
+    assert report["warnings"], "1 epoch on 40 rows learned; the chance-level warning path went untested"
+    for message in report["warnings"]:
+        assert f"warning: {' '.join(str(message).split())}" in err
     assert "error: 1 export(s) failed" in err
     assert "tensorrt" not in err  # unavailable is not an error
     # The failed export left no artifact, and nothing ran from it.

@@ -8,7 +8,6 @@ EdgeFuse one, naming the file or field and the rule.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,43 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 from _harness import expect_error, expect_ok
+from _tamper import LOAD, PREDICT, edit, rehash
 
 pytestmark = pytest.mark.backend("onnxruntime")
-
-LOAD = "import edgefuse; s = edgefuse.load({folder!r})\n"
-PREDICT = (
-    LOAD
-    + "import numpy as np\n"
-    + "x = {{'audio': np.ones((2, 1, 8, 12), np.float32), 'image': np.ones((2, 1, 8, 8), np.float32)}}\n"
-    + "p = s.predict(x); RESULT['finite'] = bool(np.isfinite(p.logits).all())\n"
-)
-
-
-def manifest(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "manifest.json").read_text())
-
-
-def write_manifest(folder: Path, data: dict[str, Any]) -> None:
-    (folder / "manifest.json").write_text(json.dumps(data))
-
-
-def edit(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    data = manifest(folder)
-    change(data)
-    write_manifest(folder, data)
-
-
-def rehash(folder: Path, rel: str, *, target: Path | None = None) -> None:
-    """Record the current size and sha256 of ``rel`` (as a forger who controls the manifest would)."""
-    path = target or folder / rel
-    raw = path.read_bytes()
-
-    def change(data: dict[str, Any]) -> None:
-        for entry in data["files"]:
-            if entry["path"] == rel:
-                entry["sha256"], entry["size"] = hashlib.sha256(raw).hexdigest(), len(raw)
-
-    edit(folder, change)
 
 
 def _head_file(data: dict[str, Any]) -> str:

@@ -9,8 +9,6 @@ fuses silently.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,34 +16,9 @@ from typing import Any
 
 import pytest
 from _harness import expect_error, expect_ok
+from _tamper import LOAD, PREDICT, edit, rehash
 
 pytestmark = pytest.mark.backend("onnxruntime")
-
-LOAD = "import edgefuse; s = edgefuse.load({folder!r})\n"
-PREDICT = (
-    LOAD
-    + "import numpy as np\n"
-    + "x = {{'audio': np.ones((2, 1, 8, 12), np.float32), 'image': np.ones((2, 1, 8, 8), np.float32)}}\n"
-    + "p = s.predict(x); RESULT['finite'] = bool(np.isfinite(p.logits).all())\n"
-)
-
-
-def edit(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    data = json.loads((folder / "manifest.json").read_text())
-    change(data)
-    (folder / "manifest.json").write_text(json.dumps(data))
-
-
-def rehash(folder: Path, rel: str) -> None:
-    """Record the current size and sha256 of ``rel`` (as a forger who controls the manifest would)."""
-    raw = (folder / rel).read_bytes()
-
-    def change(data: dict[str, Any]) -> None:
-        for entry in data["files"]:
-            if entry["path"] == rel:
-                entry["sha256"], entry["size"] = hashlib.sha256(raw).hexdigest(), len(raw)
-
-    edit(folder, change)
 
 
 def _rw(key: str, value: Any) -> Callable[[dict[str, Any]], None]:

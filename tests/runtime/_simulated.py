@@ -11,7 +11,10 @@ import ctypes
 import importlib.machinery
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 
 def fake_module(monkeypatch: Any, name: str, **attrs: Any) -> types.ModuleType:
@@ -61,3 +64,95 @@ class SimulatedCudart:
         assert (dst in self.mem) if kind == 1 else (src in self.mem)  # the device side is ours
         ctypes.memmove(dst, src, nbytes)
         return (0,)
+
+
+def simulated_tensorrt(
+    monkeypatch: Any,
+    inputs: dict[str, int],
+    outputs: dict[str, int],
+    compute: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    max_rows: int = 4,
+) -> tuple[SimulatedCudart, list[int]]:
+    """Install a ``tensorrt`` module whose engines run ``compute`` on float32 ``(rows, width)`` tensors.
+
+    Every engine file holding ``b"engine"`` deserializes (anything else does not), with one optimisation
+    profile of 1..``max_rows`` rows; inputs and outputs are named with their widths. The backend's CUDA
+    runtime is a :class:`SimulatedCudart` and its requirement check is skipped.
+
+    Returns:
+        The simulated CUDA runtime (its ``mem`` shows live buffers) and the row count of every execution.
+    """
+    from edgefuse.runtime.backends import tensorrt as trt_backend
+
+    widths = {**inputs, **outputs}
+    cudart = SimulatedCudart()
+    executed: list[int] = []
+
+    class Context:
+        def __init__(self) -> None:
+            self.rows = 0
+            self.addresses: dict[str, int] = {}
+
+        def set_input_shape(self, name, shape):  # type: ignore[no-untyped-def]
+            self.rows = shape[0]
+            return 1 <= shape[0] <= max_rows
+
+        def get_tensor_shape(self, name):  # type: ignore[no-untyped-def]
+            return (self.rows, widths[name])
+
+        def set_tensor_address(self, name, ptr):  # type: ignore[no-untyped-def]
+            self.addresses[name] = ptr
+
+        def execute_async_v3(self, stream):  # type: ignore[no-untyped-def]
+            got = {
+                name: np.frombuffer(
+                    ctypes.string_at(self.addresses[name], self.rows * w * 4), np.float32
+                ).reshape(self.rows, w)
+                for name, w in inputs.items()
+            }
+            for name, value in compute(got).items():
+                out = np.ascontiguousarray(value, dtype=np.float32)
+                ctypes.memmove(self.addresses[name], out.ctypes.data, out.nbytes)
+            executed.append(self.rows)
+            return True
+
+    class Engine:
+        num_io_tensors = len(widths)
+
+        def get_tensor_name(self, i):  # type: ignore[no-untyped-def]
+            return list(widths)[i]
+
+        def get_tensor_mode(self, name):  # type: ignore[no-untyped-def]
+            return "INPUT" if name in inputs else "OUTPUT"
+
+        def get_tensor_dtype(self, name):  # type: ignore[no-untyped-def]
+            return "float32"
+
+        def get_tensor_shape(self, name):  # type: ignore[no-untyped-def]
+            return (-1, widths[name])
+
+        def get_tensor_profile_shape(self, name, index):  # type: ignore[no-untyped-def]
+            w = widths[name]
+            return (1, w), (max_rows, w), (max_rows, w)
+
+        def create_execution_context(self):  # type: ignore[no-untyped-def]
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+        def deserialize_cuda_engine(self, data):  # type: ignore[no-untyped-def]
+            return Engine() if data == b"engine" else None
+
+    fake_module(
+        monkeypatch,
+        "tensorrt",
+        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
+        Runtime=Runtime,
+        TensorIOMode=types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
+        nptype=lambda dtype: np.float32,
+    )
+    monkeypatch.setattr(trt_backend, "_cudart", lambda: cudart)
+    monkeypatch.setattr(trt_backend.TensorRTBackend, "_requirements", classmethod(lambda cls: []))
+    return cudart, executed

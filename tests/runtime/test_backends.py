@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _simulated import SimulatedCudart, fake_module
+from _simulated import fake_module, simulated_tensorrt
 from edgefuse.runtime import InputError
 from edgefuse.runtime.backends.base import TensorSpec, plan_chunks, run_chunked
 from edgefuse.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -244,77 +244,12 @@ def test_coreml_backend_logic_with_a_simulated_coremltools(monkeypatch, tmp_path
 
 
 def test_tensorrt_backend_logic_with_simulated_tensorrt_and_cuda(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import ctypes
-    import types
-
     from edgefuse.runtime.backends import tensorrt as trt_backend
 
     weights = np.arange(6, dtype=np.float32).reshape(3, 2)
-
-    cudart = SimulatedCudart()
-    executed: list[int] = []
-
-    class Context:
-        def __init__(self) -> None:
-            self.shapes: dict[str, tuple[int, ...]] = {}
-            self.addresses: dict[str, int] = {}
-
-        def set_input_shape(self, name, shape):  # type: ignore[no-untyped-def]
-            self.shapes[name] = tuple(shape)
-            return 1 <= shape[0] <= 4
-
-        def get_tensor_shape(self, name):  # type: ignore[no-untyped-def]
-            return (self.shapes["x"][0], 2)
-
-        def set_tensor_address(self, name, ptr):  # type: ignore[no-untyped-def]
-            self.addresses[name] = ptr
-
-        def execute_async_v3(self, stream):  # type: ignore[no-untyped-def]
-            n = self.shapes["x"][0]
-            x = np.frombuffer(ctypes.string_at(self.addresses["x"], n * 12), np.float32).reshape(n, 3)
-            y = np.ascontiguousarray(x @ weights)
-            ctypes.memmove(self.addresses["y"], y.ctypes.data, y.nbytes)
-            executed.append(n)
-            return True
-
-    class Engine:
-        num_io_tensors = 2
-
-        def get_tensor_name(self, i):  # type: ignore[no-untyped-def]
-            return ["x", "y"][i]
-
-        def get_tensor_mode(self, name):  # type: ignore[no-untyped-def]
-            return "INPUT" if name == "x" else "OUTPUT"
-
-        def get_tensor_dtype(self, name):  # type: ignore[no-untyped-def]
-            return "float32"
-
-        def get_tensor_shape(self, name):  # type: ignore[no-untyped-def]
-            return (-1, 3) if name == "x" else (-1, 2)
-
-        def get_tensor_profile_shape(self, name, index):  # type: ignore[no-untyped-def]
-            return (1, 3), (4, 3), (4, 3)
-
-        def create_execution_context(self):  # type: ignore[no-untyped-def]
-            return Context()
-
-    class Runtime:
-        def __init__(self, logger) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-        def deserialize_cuda_engine(self, data):  # type: ignore[no-untyped-def]
-            return Engine() if data == b"engine" else None
-
-    fake_module(
-        monkeypatch,
-        "tensorrt",
-        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
-        Runtime=Runtime,
-        TensorIOMode=types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
-        nptype=lambda dtype: np.float32,
+    cudart, executed = simulated_tensorrt(
+        monkeypatch, {"x": 3}, {"y": 2}, lambda got: {"y": got["x"] @ weights}
     )
-    monkeypatch.setattr(trt_backend, "_cudart", lambda: cudart)
-    monkeypatch.setattr(trt_backend.TensorRTBackend, "_requirements", classmethod(lambda cls: []))
     (tmp_path / "g.engine").write_bytes(b"engine")
     (tmp_path / "bad.engine").write_bytes(b"garbage")
     spec_in = [{"name": "x", "shape": [-1, 3], "dtype": "float32"}]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _simulated import SimulatedCudart, fake_module
+from _simulated import fake_module, simulated_tensorrt
 from edgefuse.runtime import load
 from edgefuse.runtime.errors import BadOutputError, NonFiniteOutputError
 
@@ -414,78 +414,12 @@ def test_gated_encoder_on_a_simulated_coreml(monkeypatch: Any, tmp_path: Path) -
 
 
 def test_gated_encoder_on_a_simulated_tensorrt(monkeypatch: Any, tmp_path: Path) -> None:
-    import ctypes
-    import types
-
     from edgefuse.runtime.backends import tensorrt as trt_backend
 
-    cudart = SimulatedCudart()
+    def encoder(got: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(("embedding", "reliability"), _encoder(got["audio"]), strict=True))
 
-    widths = {"audio": 3, "embedding": 2, "reliability": 1}
-
-    class Context:
-        def __init__(self) -> None:
-            self.rows = 0
-            self.addresses: dict[str, int] = {}
-
-        def set_input_shape(self, name, shape):  # type: ignore[no-untyped-def]
-            self.rows = shape[0]
-            return 1 <= shape[0] <= 4
-
-        def get_tensor_shape(self, name):  # type: ignore[no-untyped-def]
-            return (self.rows, widths[name])
-
-        def set_tensor_address(self, name, ptr):  # type: ignore[no-untyped-def]
-            self.addresses[name] = ptr
-
-        def execute_async_v3(self, stream):  # type: ignore[no-untyped-def]
-            raw = ctypes.string_at(self.addresses["audio"], self.rows * 12)
-            for name, value in zip(
-                ("embedding", "reliability"),
-                _encoder(np.frombuffer(raw, np.float32).reshape(-1, 3)),
-                strict=True,
-            ):
-                ctypes.memmove(self.addresses[name], np.ascontiguousarray(value).ctypes.data, value.nbytes)
-            return True
-
-    class Engine:
-        num_io_tensors = 3
-
-        def get_tensor_name(self, i):  # type: ignore[no-untyped-def]
-            return list(widths)[i]
-
-        def get_tensor_mode(self, name):  # type: ignore[no-untyped-def]
-            return "INPUT" if name == "audio" else "OUTPUT"
-
-        def get_tensor_dtype(self, name):  # type: ignore[no-untyped-def]
-            return "float32"
-
-        def get_tensor_shape(self, name):  # type: ignore[no-untyped-def]
-            return (-1, widths[name])
-
-        def get_tensor_profile_shape(self, name, index):  # type: ignore[no-untyped-def]
-            return (1, 3), (4, 3), (4, 3)
-
-        def create_execution_context(self):  # type: ignore[no-untyped-def]
-            return Context()
-
-    class Runtime:
-        def __init__(self, logger) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-        def deserialize_cuda_engine(self, data):  # type: ignore[no-untyped-def]
-            return Engine()
-
-    fake_module(
-        monkeypatch,
-        "tensorrt",
-        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
-        Runtime=Runtime,
-        TensorIOMode=types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
-        nptype=lambda dtype: np.float32,
-    )
-    monkeypatch.setattr(trt_backend, "_cudart", lambda: cudart)
-    monkeypatch.setattr(trt_backend.TensorRTBackend, "_requirements", classmethod(lambda cls: []))
+    cudart, _ = simulated_tensorrt(monkeypatch, {"audio": 3}, {"embedding": 2, "reliability": 1}, encoder)
     (tmp_path / "encoder_audio.engine").write_bytes(b"engine")
     backend = trt_backend.TensorRTBackend().load(tmp_path / "encoder_audio.engine", ENCODER_IN, ENCODER_OUT)
     x = np.linspace(-1, 1, 18, dtype=np.float32).reshape(6, 3)  # two chunks: 4 + 2 rows

@@ -245,6 +245,7 @@ class Session:
         # gated fusion: each encoder's second output scales its weight per row (the monolithic graph
         # applies its gates inside); None keeps the fixed-weight path exactly as it is
         self._gate = None if self._monolithic else RowWeights.from_manifest(fusion, self._weights, kept)
+        self._where = f"{self._root} on {self._backend_name}"  # named in the gate's errors (built once)
         self._labels = tuple(str(x) for x in data["label_names"])
 
     def _graph(self, gname: str) -> Mapping[str, Any]:
@@ -605,8 +606,9 @@ class Session:
         else:
             weights = self._weights
             if gate is not None:  # (B, M): fixed weight x reliability in present rows, 0 elsewhere
-                where = f"{self._root} on {self._backend_name}"
-                weights = gate.build(rels, embeddings, mask, batch, on_nonfinite=on_nonfinite, where=where)
+                weights = gate.build(
+                    rels, embeddings, mask, batch, on_nonfinite=on_nonfinite, where=self._where
+                )
             fused = _fusion.fuse(embeddings, mask, weights, self._gamma, self._beta, self._eps)
         backend, in_name, out_name = self._head
         return backend._execute1(in_name, fused, out_name)

@@ -12,11 +12,19 @@ NumPy only; no torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["CHANCE_MARGIN", "NearChanceWarning", "chance_accuracy", "near_chance", "not_learned_message"]
+__all__ = [
+    "CHANCE_MARGIN",
+    "NearChanceWarning",
+    "chance_accuracy",
+    "near_chance",
+    "not_learned_message",
+    "not_learned_row_message",
+]
 
 #: An accuracy at most this far above the chance level (absolute, 0.05 = 5 points) counts as not learned.
 CHANCE_MARGIN = 0.05
@@ -59,4 +67,13 @@ def not_learned_message(what: str, accuracy: float, chance: float, split: str = 
     return (
         f"{what} did not learn: {split} accuracy {accuracy:.3f} is {where} chance ({chance:.3f}, the most "
         "frequent class's share); train longer (more epochs), check the learning rate and the labels"
+    )
+
+
+def not_learned_row_message(row: Mapping[str, Any], split: str = "test") -> str:
+    """:func:`not_learned_message` for a row of ``GridResult.not_learned()``, saying what is not reported."""
+    what = f"{row['method']} S={row['train']}"
+    return (
+        not_learned_message(what, row["accuracy"], row["chance"], split)
+        + f" (mean P(S→S) over seeds {row['seeds']}); its retention, drop and gains are not reported"
     )

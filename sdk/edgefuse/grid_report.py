@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgefuse.chance import CHANCE_MARGIN
+from edgefuse.chance import not_learned_row_message
 from edgefuse.modality_sets import format_set, scenario
 
 #: A :class:`edgefuse.robustness.GridResult` (not imported: robustness imports this module, one way).
@@ -35,9 +35,7 @@ def grid_markdown(grid: GridResult) -> str:
     ]
     for row in grid.not_learned():
         lines += [
-            f"**Warning: {row['method']} S={row['train']} did not learn**: P(S→S) {row['accuracy']:.3f} is at most "
-            f"{100 * CHANCE_MARGIN:.0f} points above chance ({row['chance']:.3f}); its retention, drop and gains are "
-            "not reported. Train longer (more epochs) or check the recipe.",
+            f"**Warning:** {not_learned_row_message(row, grid.split)}.",
             "",
         ]
     for method in grid.methods:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgefuse.chance import CHANCE_MARGIN
+from edgefuse.chance import not_learned_message, not_learned_row_message
 from edgefuse.templating import render_template
 
 __all__ = ["GLOSSARY", "demo_glossary", "demo_view", "fmt_value", "render_demo_html", "write_demo_plots"]
@@ -355,14 +355,6 @@ def _trained(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {row["label"]: row for row in report.get("trained_models") or []}
 
 
-def _did_not_learn(what: str, accuracy: float, chance: float, split: str) -> str:
-    where = "below" if accuracy < chance else f"within {100 * CHANCE_MARGIN:.0f} points of"
-    return (
-        f"{what} did not learn: {split} accuracy {fmt_number(accuracy)} is {where} chance "
-        f"{fmt_number(chance)} — retention and verdicts are not computed; train longer"
-    )
-
-
 def _not_learned_view(report: Mapping[str, Any]) -> dict[str, Any]:
     """The warning box: one line per model at chance (validation, then the grid's test rows)."""
     items, seen = [], set()
@@ -370,12 +362,12 @@ def _not_learned_view(report: Mapping[str, Any]) -> dict[str, Any]:
         if row.get("near_chance"):
             seen.add((row["label"], row["train"]))
             what = f"{row['label']} (trained on {row['train']})"
-            items.append(_did_not_learn(what, row["accuracy"], row["chance"], row.get("split", "val")))
+            message = not_learned_message(what, row["accuracy"], row["chance"], row.get("split", "val"))
+            items.append(f"{message}; its retention and verdicts are not computed")
     grid = report["grid"]
     for row in report.get("not_learned", grid.get("not_learned")) or []:
         if (row["method"], row["train"]) not in seen:
-            what = f"{row['method']} (trained on {row['train']})"
-            items.append(_did_not_learn(what, row["accuracy"], row["chance"], f"{grid['split']} P(S→S)"))
+            items.append(not_learned_row_message(row, grid["split"]))
     warnings = [fmt_value(w) for w in report.get("warnings") or []]
     n = len(items)
     title = "A model did not learn" if n <= 1 else f"{n} models did not learn"

@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
 
     # before anything is imported or written: one line naming the extra on a device without torch
     require_extra("robustness", "train", ("torch", "safetensors", *(("matplotlib",) if args.report else ())))
-    from edgefuse.chance import NearChanceWarning
+    from edgefuse.chance import NearChanceWarning, not_learned_row_message
     from edgefuse.errors import ContractError
     from edgefuse.executors import SweepError
     from edgefuse.robustness import parse_sets, run_grid, subsets
@@ -346,11 +346,7 @@ def run(args: argparse.Namespace) -> int:
     grid.meta["seconds"] = time.perf_counter() - t0
     written = grid.write_report(args.report) if args.report and grid.scores else {}
     for row in grid.not_learned():
-        warn(
-            f"{row['method']} S={row['train']} did not learn: P(S->S) {row['accuracy']:.3f} is at most "
-            f"{100 * row['margin']:.0f} points above chance ({row['chance']:.3f}; seeds {row['seeds']}), so its "
-            "retention, drop and gains are not reported; train longer (more --epochs) or check the recipe"
-        )
+        warn(not_learned_row_message(row, grid.split))
     plain_failures = is_quiet(args) or json_stdout(args)  # no tables: each failure is an error line
     if failure is not None and plain_failures:
         for f in failure.failures:

@@ -159,7 +159,7 @@ def test_robustness_json_and_a_warning_per_row_that_did_not_learn(capsys: pytest
     assert 0 < data["chance"] < 0.2
     assert [(r["method"], r["train"]) for r in data["not_learned"]] == [("supervised+moddrop", "audio+image")]
     err = " ".join(captured.err.split())
-    assert "warning: supervised+moddrop S=audio+image did not learn: P(S->S)" in err
+    assert "warning: supervised+moddrop S=audio+image did not learn: test accuracy" in err
     assert err.count("did not learn") == 1
 
 

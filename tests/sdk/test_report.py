@@ -291,7 +291,9 @@ def test_grid_rows_at_chance_without_training_records(plots: dict[str, Path]) ->
         del report[key]
     box = demo_view(report, plots)["not_learned"]
     assert box["any"]
-    assert box["items"][0].startswith("supervised+moddrop S=audio+image did not learn: test accuracy 0.100 is below")
+    assert box["items"][0].startswith(
+        "supervised+moddrop S=audio+image did not learn: test accuracy 0.100 is below"
+    )
 
 
 def test_every_user_string_is_escaped(plots: dict[str, Path]) -> None:

@@ -156,3 +156,16 @@ def simulated_tensorrt(
     monkeypatch.setattr(trt_backend, "_cudart", lambda: cudart)
     monkeypatch.setattr(trt_backend.TensorRTBackend, "_requirements", classmethod(lambda cls: []))
     return cudart, executed
+
+
+def simulated_coremltools(monkeypatch: Any, ml_model: type) -> None:
+    """Install a ``coremltools`` whose ``models.MLModel`` is ``ml_model``; skip the backend's requirement check."""
+    from edgefuse.runtime.backends.coreml import CoreMLBackend
+
+    fake_module(
+        monkeypatch,
+        "coremltools",
+        models=types.SimpleNamespace(MLModel=ml_model),
+        ComputeUnit=types.SimpleNamespace(ALL="ALL"),
+    )
+    monkeypatch.setattr(CoreMLBackend, "_requirements", classmethod(lambda cls: []))

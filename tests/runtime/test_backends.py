@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _simulated import fake_module, simulated_tensorrt
+from _simulated import simulated_coremltools, simulated_tensorrt
 from edgefuse.runtime import InputError
 from edgefuse.runtime.backends.base import TensorSpec, plan_chunks, run_chunked
 from edgefuse.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -201,7 +201,6 @@ def test_plan_chunks_pads_to_the_smallest_batch_of_a_range() -> None:
 
 
 def test_coreml_backend_logic_with_a_simulated_coremltools(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import types
 
     from edgefuse.runtime.backends.coreml import CoreMLBackend
 
@@ -216,13 +215,7 @@ def test_coreml_backend_logic_with_a_simulated_coremltools(monkeypatch, tmp_path
             x, presence = feeds["x"], feeds["presence"]
             return {"logits": (x.sum(axis=1, keepdims=True) * presence[:, :1]).astype(np.float16)}
 
-    fake_module(
-        monkeypatch,
-        "coremltools",
-        models=types.SimpleNamespace(MLModel=MLModel),
-        ComputeUnit=types.SimpleNamespace(ALL="ALL"),
-    )
-    monkeypatch.setattr(CoreMLBackend, "_requirements", classmethod(lambda cls: []))
+    simulated_coremltools(monkeypatch, MLModel)
     (tmp_path / "model.mlpackage").mkdir()
     backend = CoreMLBackend().load(
         tmp_path / "model.mlpackage",

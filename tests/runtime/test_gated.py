@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _simulated import fake_module, simulated_tensorrt
+from _simulated import simulated_coremltools, simulated_tensorrt
 from edgefuse.runtime import load
 from edgefuse.runtime.errors import BadOutputError, NonFiniteOutputError
 
@@ -382,7 +382,6 @@ def _encoder(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_gated_encoder_on_a_simulated_coreml(monkeypatch: Any, tmp_path: Path) -> None:
-    import types
 
     from edgefuse.runtime.backends.coreml import CoreMLBackend
 
@@ -394,13 +393,7 @@ def test_gated_encoder_on_a_simulated_coreml(monkeypatch: Any, tmp_path: Path) -
             emb, rel = _encoder(feeds["audio"])
             return {"embedding": emb.astype(np.float16), "reliability": rel.astype(np.float16)}
 
-    fake_module(
-        monkeypatch,
-        "coremltools",
-        models=types.SimpleNamespace(MLModel=MLModel),
-        ComputeUnit=types.SimpleNamespace(ALL="ALL"),
-    )
-    monkeypatch.setattr(CoreMLBackend, "_requirements", classmethod(lambda cls: []))
+    simulated_coremltools(monkeypatch, MLModel)
     (tmp_path / "encoder_audio.mlpackage").mkdir()
     backend = CoreMLBackend().load(
         tmp_path / "encoder_audio.mlpackage", ENCODER_IN, ENCODER_OUT, batch={"dynamic": True, "max": 4}
